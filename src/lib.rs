@@ -1,1 +1,25 @@
+//! wsgate: a WebSocket daemon with hard resource limits.
+//!
+//! The parts, each in one place:
+//!
+//! - [`config`]: the TOML schema with every limit and its default, parsing
+//!   with precise errors, validation into [`config::Settings`].
+//! - [`plugins`]: the built-in authenticators and routers, by name (the
+//!   traits themselves are in the `wsgate-plugin-api` crate).
+//! - [`server`]: listener, HTTP endpoints, admission and the upgrade.
+//! - [`registry`]: who is connected, the caps, and the slot that frees a
+//!   connection's counts when it ends.
+//! - [`hub`]: topics and fan-out that never waits on one socket.
+//! - [`conn`]: one connection's life: frames, send queue, timers, close codes.
+//! - [`metrics`]: the Prometheus exposition.
+//! - [`daemon`]: the shared state that ties them together.
 
+pub mod config;
+pub mod conn;
+pub mod daemon;
+pub mod hub;
+pub mod metrics;
+pub mod plugins;
+pub mod registry;
+pub mod server;
+pub mod shutdown;

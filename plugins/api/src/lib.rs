@@ -73,6 +73,35 @@ impl OptionsError {
 }
 
 // ---------------------------------------------------------------------------
+// Topics
+// ---------------------------------------------------------------------------
+
+/// The longest topic name, in bytes (a protocol rule, not a tunable limit).
+pub const MAX_TOPIC_LEN: usize = 256;
+
+/// Checks a concrete topic name (as published or subscribed): non-empty,
+/// at most [`MAX_TOPIC_LEN`] bytes, `.`-separated non-empty segments, and no
+/// `*`, `>`, whitespace or control characters (those belong to patterns).
+pub fn check_topic(topic: &str) -> Result<(), String> {
+    if topic.is_empty() {
+        return Err("a topic must not be empty".into());
+    }
+    if topic.len() > MAX_TOPIC_LEN {
+        return Err(format!("a topic must be at most {MAX_TOPIC_LEN} bytes"));
+    }
+    if topic.split('.').any(str::is_empty) {
+        return Err("a topic must not have an empty segment".into());
+    }
+    if topic
+        .chars()
+        .any(|c| c == '*' || c == '>' || c.is_whitespace() || c.is_control())
+    {
+        return Err("a topic must not contain `*`, `>`, whitespace or control characters".into());
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
 // Authentication
 // ---------------------------------------------------------------------------
 
@@ -434,7 +463,10 @@ mod tests {
         headers.insert("authorization", "Basic abc".parse().expect("header"));
         assert_eq!(request(&headers, None).bearer_token(), None);
         let headers = HeaderMap::new();
-        assert_eq!(request(&headers, Some("access_token=")).bearer_token(), None);
+        assert_eq!(
+            request(&headers, Some("access_token=")).bearer_token(),
+            None
+        );
     }
 
     #[test]

@@ -1,0 +1,18 @@
+//! The configuration: one TOML file holds every limit.
+//!
+//! - [`schema`]: the typed file format, with every default in one place.
+//! - [`load`]: reading and parsing, with errors that carry file:line:column
+//!   and the key path.
+//! - [`settings`]: validation that consumes a [`Config`] and builds the
+//!   [`Settings`] the daemon runs on (plugins built, secrets read).
+//!
+//! A [`Settings`] is immutable; a reload builds a new one aside and swaps it
+//! in at one point, so no connection ever sees a half-applied config.
+
+pub mod load;
+pub mod schema;
+pub mod settings;
+
+pub use load::{ConfigError, Issue};
+pub use schema::{Config, Limits, LimitsOverride, OnRateLimit, OnUserLimit};
+pub use settings::{Route, Settings};

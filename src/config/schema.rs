@@ -1,0 +1,304 @@
+//! The config file's schema. Every key, its type, unit and default.
+//!
+//! Unknown keys are errors (`deny_unknown_fields`). Durations are written
+//! as humantime strings (`"30s"`, `"1m 30s"`, `"250ms"`); `"0s"` turns a
+//! timer off where the key says so.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub api: ApiConfig,
+    /// Global limits; every route inherits them and may override any key.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Named authenticator instances, `[auth.<name>]`, referenced by routes.
+    #[serde(default)]
+    pub auth: BTreeMap<String, toml::Table>,
+    /// The WebSocket routes. When the file has no `[[routes]]`, the built-in
+    /// ones apply: `echo` at `/ws/echo` and `pubsub` at `/ws`, auth `none`.
+    #[serde(default = "default_routes")]
+    pub routes: Vec<RouteConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig::default(),
+            api: ApiConfig::default(),
+            limits: Limits::default(),
+            auth: BTreeMap::new(),
+            routes: default_routes(),
+        }
+    }
+}
+
+fn default_routes() -> Vec<RouteConfig> {
+    vec![
+        RouteConfig {
+            path: "/ws/echo".into(),
+            router: "echo".into(),
+            auth: "none".into(),
+            allowed_origins: Vec::new(),
+            limits: LimitsOverride::default(),
+            options: toml::Table::new(),
+        },
+        RouteConfig {
+            path: "/ws".into(),
+            router: "pubsub".into(),
+            auth: "none".into(),
+            allowed_origins: Vec::new(),
+            limits: LimitsOverride::default(),
+            options: toml::Table::new(),
+        },
+    ]
+}
+
+/// `[server]`: the listener and connection-level timeouts.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address and port to listen on. Changing it needs a restart.
+    pub listen: SocketAddr,
+    /// Longest time from TCP accept to a finished upgrade (or an answered
+    /// HTTP request); slower clients are dropped (slowloris).
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+    /// After wsgate sends a close frame, how long it waits for the client's
+    /// close frame before it drops the TCP connection.
+    #[serde(with = "humantime_serde")]
+    pub close_timeout: Duration,
+    /// On shutdown, how long to wait for connections to finish their close
+    /// handshake before exiting anyway.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+    /// The `Retry-After` sent with 429 and 503 refusals (whole seconds).
+    #[serde(with = "humantime_serde")]
+    pub retry_after: Duration,
+    /// Peers whose `X-Forwarded-For` header is believed for the client IP
+    /// (CIDRs or single addresses). Empty: the TCP peer is the client.
+    pub trusted_proxies: Vec<IpNetwork>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            handshake_timeout: Duration::from_secs(5),
+            close_timeout: Duration::from_secs(2),
+            retry_after: Duration::from_secs(1),
+            drain_timeout: Duration::from_secs(30),
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+/// An IP network written as a CIDR (`10.0.0.0/8`) or a single address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNetwork(pub ipnet::IpNet);
+
+impl<'de> Deserialize<'de> for IpNetwork {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse::<ipnet::IpNet>()
+            .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+            .map(IpNetwork)
+            .map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "`{text}` is not an IP address or CIDR (e.g. 10.0.0.0/8)"
+                ))
+            })
+    }
+}
+
+impl Serialize for IpNetwork {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+/// `[api]`: the backend publish API. Disabled (403) when no key is set.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// API keys written inline. Prefer `keys_file` or `keys_env`.
+    pub keys: Vec<Secret>,
+    /// A file with one key per line (blank lines and `#` comments skipped).
+    pub keys_file: Option<PathBuf>,
+    /// An environment variable holding one key, or several separated by
+    /// commas.
+    pub keys_env: Option<String>,
+}
+
+/// A secret string: shown as `<redacted>` by `Debug` and when serialised.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(REDACTED)
+    }
+}
+
+/// How secrets are shown.
+pub const REDACTED: &str = "<redacted>";
+
+/// What happens when a user is at `max_connections_per_user`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnUserLimit {
+    /// The user's oldest connection is closed with 4001 to make room.
+    EvictOldest,
+    /// The new connection is refused with 429.
+    Reject,
+}
+
+/// What happens to an inbound message over the rate limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnRateLimit {
+    /// The message is dropped and the router may tell the client.
+    Drop,
+    /// The connection is closed with 1008.
+    Close,
+}
+
+macro_rules! limits {
+    ($( $(#[$doc:meta])* $name:ident : $ty:ty = $default:expr, $(#[$serde:meta])? ; )*) => {
+        /// `[limits]` (global) and the effective limits of one route.
+        #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+        #[serde(deny_unknown_fields, default)]
+        pub struct Limits {
+            $( $(#[$doc])* $(#[$serde])? pub $name: $ty, )*
+        }
+
+        impl Default for Limits {
+            fn default() -> Self {
+                Self { $( $name: $default, )* }
+            }
+        }
+
+        /// `[routes.limits]`: any key of `[limits]`, overriding it for one route.
+        #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+        #[serde(deny_unknown_fields, default)]
+        pub struct LimitsOverride {
+            $(
+                #[serde(skip_serializing_if = "Option::is_none")]
+                $(#[$serde])?
+                pub $name: Option<$ty>,
+            )*
+        }
+
+        impl Limits {
+            /// These limits with a route's overrides applied.
+            pub fn with(&self, over: &LimitsOverride) -> Limits {
+                Limits { $( $name: over.$name.clone().unwrap_or_else(|| self.$name.clone()), )* }
+            }
+        }
+    };
+}
+
+limits! {
+    /// Most connections at once: over all routes in `[limits]`, on the route
+    /// in `[routes.limits]`. Over it: 503 with Retry-After.
+    max_connections: usize = 10_000, ;
+    /// Most connections from one client IP. Over it: 429 with Retry-After.
+    max_connections_per_ip: usize = 100, ;
+    /// Most connections of one authenticated user.
+    max_connections_per_user: usize = 5, ;
+    /// `evict_oldest` (close the user's oldest with 4001) or `reject` (429).
+    on_user_limit: OnUserLimit = OnUserLimit::EvictOldest, ;
+    /// Largest inbound message in bytes, after reassembly of fragments. A
+    /// message of exactly this size passes; one byte more closes with 1009.
+    max_message_bytes: usize = 64 * 1024, ;
+    /// Inbound messages per second per connection (token bucket); 0 = off.
+    messages_per_second: u32 = 50, ;
+    /// Bucket size: messages a client may send at once after a quiet spell.
+    message_burst: u32 = 100, ;
+    /// `drop` (drop the message, tell the client) or `close` (1008).
+    on_rate_limit: OnRateLimit = OnRateLimit::Drop, ;
+    /// Most topics one connection may subscribe to.
+    max_subscriptions: usize = 100, ;
+    /// No inbound data message for this long closes with 4003; 0 = off.
+    idle_timeout: Duration = Duration::ZERO, #[serde(with = "humantime_serde")] ;
+    /// How often the server pings each connection; 0 = no pings.
+    ping_interval: Duration = Duration::from_secs(30), #[serde(with = "humantime_serde")] ;
+    /// No pong within this long after a ping closes with 4004 (dead peer).
+    pong_timeout: Duration = Duration::from_secs(10), #[serde(with = "humantime_serde")] ;
+    /// Connections older than this are closed with 4005; 0 = off.
+    max_lifetime: Duration = Duration::ZERO, #[serde(with = "humantime_serde")] ;
+    /// Outbound messages buffered per connection; when full, the connection
+    /// is a slow consumer and is closed with 4002.
+    send_queue: usize = 1024, ;
+}
+
+/// One `[[routes]]` entry.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// The request path, e.g. `/ws/chat`. Matched exactly.
+    pub path: String,
+    /// The router plugin: `echo` or `pubsub`.
+    pub router: String,
+    /// An `[auth.<name>]` instance, or `none`.
+    #[serde(default = "default_auth")]
+    pub auth: String,
+    /// Empty: any Origin. Otherwise the `Origin` header must equal one of
+    /// these (e.g. `https://app.example.com`); requests without an Origin
+    /// header (non-browser clients) are refused too.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    #[serde(default)]
+    pub limits: LimitsOverride,
+    /// Handed to the router plugin, which validates it.
+    #[serde(default)]
+    pub options: toml::Table,
+}
+
+fn default_auth() -> String {
+    "none".into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn override_replaces_only_what_it_names() {
+        let global = Limits::default();
+        let over = LimitsOverride {
+            max_connections: Some(7),
+            idle_timeout: Some(Duration::from_secs(3)),
+            ..Default::default()
+        };
+        let eff = global.with(&over);
+        assert_eq!(eff.max_connections, 7);
+        assert_eq!(eff.idle_timeout, Duration::from_secs(3));
+        assert_eq!(eff.send_queue, global.send_queue);
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret("hunter2".into());
+        assert_eq!(format!("{s:?}"), "<redacted>");
+        let json = serde_json::to_string(&s).expect("serialise");
+        assert!(!json.contains("hunter2"));
+    }
+}

@@ -1,0 +1,601 @@
+//! One connection's life, in one task: read, write, timers, close.
+//!
+//! The task waits on four things at once: the socket being readable, the
+//! socket being writable (only while there is something to write), its send
+//! queue or a close request ([`Conn::woken`]), and one timer set to the
+//! nearest deadline (ping, pong, idle, lifetime, close). It uses readiness
+//! and non-blocking reads and writes, so every wait can be interrupted
+//! without losing a byte, and it holds no buffer while the connection is
+//! idle: the read and write buffers are freed whenever they run empty.
+//!
+//! Limits are read from the route in force: a reload applies to a live
+//! connection at its next event (message size, rate, timers, queue bound,
+//! subscription cap).
+
+pub mod close;
+pub mod codec;
+pub mod session;
+
+use std::num::NonZeroU32;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes, BytesMut};
+use governor::clock::MonotonicClock;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
+use tokio::net::TcpStream;
+use wsgate_plugin_api::{Handler, Identity, Message, Outbound};
+
+use crate::config::{Limits, OnRateLimit, Route};
+use crate::daemon::Daemon;
+use crate::metrics::ActionLabel;
+use crate::registry::{CloseRequest, Conn, Slot};
+use codec::{Decoder, Event, Need, OpCode};
+use session::ConnSession;
+
+/// Bytes read per read call when no larger frame is expected.
+const READ_CHUNK: usize = 4096;
+/// Encoded bytes gathered from the queue before a write.
+const WRITE_BATCH: usize = 64 * 1024;
+/// Queued messages moved into the write buffer at a time.
+const TAKE_BATCH: usize = 256;
+
+type Limiter = RateLimiter<NotKeyed, InMemoryState, MonotonicClock>;
+
+/// An upgraded connection, admitted and ready to run.
+pub struct Accepted {
+    pub stream: TcpStream,
+    /// Bytes the client sent after its upgrade request (already read by the
+    /// HTTP layer).
+    pub leftover: Bytes,
+    pub slot: Slot,
+    pub route: Arc<Route>,
+    pub identity: Identity,
+    pub query: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Open,
+    /// A close frame is queued; `wait_peer`: wait for the client's close
+    /// frame (until `deadline`) before dropping TCP.
+    Closing {
+        deadline: Instant,
+        wait_peer: bool,
+    },
+}
+
+/// Timer deadlines; `None` = off.
+struct Timers {
+    next_ping: Option<Instant>,
+    /// Set while a ping is unanswered.
+    pong_due: Option<Instant>,
+    ping_payload: [u8; 8],
+    idle_due: Option<Instant>,
+    lifetime_due: Option<Instant>,
+}
+
+fn after(now: Instant, d: Duration) -> Option<Instant> {
+    (!d.is_zero()).then(|| now + d)
+}
+
+impl Timers {
+    fn new(limits: &Limits, started: Instant) -> Self {
+        Self {
+            next_ping: after(started, limits.ping_interval),
+            pong_due: None,
+            ping_payload: [0; 8],
+            idle_due: after(started, limits.idle_timeout),
+            lifetime_due: after(started, limits.max_lifetime),
+        }
+    }
+
+    /// Re-applies limits after a reload.
+    fn reset(&mut self, limits: &Limits, started: Instant, last_active: Instant) {
+        let now = Instant::now();
+        self.next_ping = after(now, limits.ping_interval);
+        if let Some(due) = self.pong_due.as_mut() {
+            *due = (*due).min(now + limits.pong_timeout);
+        }
+        self.idle_due = after(last_active, limits.idle_timeout);
+        self.lifetime_due = after(started, limits.max_lifetime);
+    }
+
+    fn next(&self) -> Option<Instant> {
+        [
+            self.next_ping,
+            self.pong_due,
+            self.idle_due,
+            self.lifetime_due,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+}
+
+fn limiter(limits: &Limits) -> Option<Limiter> {
+    let rate = NonZeroU32::new(limits.messages_per_second)?;
+    let burst = NonZeroU32::new(limits.message_burst).unwrap_or(rate);
+    Some(RateLimiter::direct_with_clock(
+        Quota::per_second(rate).allow_burst(burst),
+        MonotonicClock,
+    ))
+}
+
+/// The connection's I/O state.
+struct Wire {
+    stream: TcpStream,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    decoder: Decoder,
+    /// Total buffered bytes the decoder needs for its next frame.
+    need: usize,
+}
+
+/// Why the loop ended, for the close counter and the log.
+struct Ending {
+    code: u16,
+    reason: String,
+}
+
+/// Runs a connection to its end.
+pub async fn run(daemon: Arc<Daemon>, accepted: Accepted) {
+    let Accepted {
+        stream,
+        leftover,
+        slot,
+        mut route,
+        identity,
+        query,
+    } = accepted;
+    let conn = Arc::clone(slot.conn());
+    let mut generation = daemon.generation();
+    let mut limits = route.limits.clone();
+    let mut session = ConnSession {
+        daemon: &daemon,
+        conn: &conn,
+        id: conn.id.to_string(),
+        identity,
+        query,
+        max_subscriptions: limits.max_subscriptions,
+    };
+    let mut wire = Wire {
+        stream,
+        rbuf: BytesMut::from(&leftover[..]),
+        wbuf: BytesMut::new(),
+        decoder: Decoder::new(),
+        need: 0,
+    };
+    let mut task = Task {
+        daemon: &daemon,
+        conn: &conn,
+        phase: Phase::Open,
+        timers: Timers::new(&limits, conn.started),
+        limiter: limiter(&limits),
+        last_active: conn.started,
+        ending: None,
+        peer_close: None,
+    };
+    tracing::debug!(conn = conn.id, route = %route.path, ip = %conn.ip, user = ?conn.user, "connected");
+
+    let mut handler = match route.router.open(&mut session) {
+        Ok(h) => Some(h),
+        Err(c) => {
+            task.start_close(&mut wire, c.code, &c.reason, true);
+            None
+        }
+    };
+    // A client that sent frames right behind its upgrade request.
+    if !wire.rbuf.is_empty() {
+        task.process(&mut wire, &mut handler, &mut session, &limits);
+    }
+
+    let sleep = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(sleep);
+    let mut scratch: Vec<Outbound> = Vec::new();
+
+    loop {
+        // A reload reaches a live connection at its next event.
+        let now_generation = daemon.generation();
+        if now_generation != generation {
+            generation = now_generation;
+            if let Some(r) = daemon.settings().route(&route.path) {
+                route = Arc::clone(r);
+            }
+            if route.limits != limits {
+                task.apply(&route.limits, &limits);
+                limits = route.limits.clone();
+                session.max_subscriptions = limits.max_subscriptions;
+            }
+        }
+
+        if task.phase == Phase::Open && wire.wbuf.len() < WRITE_BATCH {
+            if let Some(request) = conn.take(&mut scratch, TAKE_BATCH) {
+                task.encode_all(&mut wire, &mut scratch);
+                task.start_close(
+                    &mut wire,
+                    request.code,
+                    &request.reason,
+                    !is_fatal(&request),
+                );
+            } else {
+                task.encode_all(&mut wire, &mut scratch);
+            }
+        }
+        if !wire.wbuf.is_empty() {
+            match wire.stream.try_write(&wire.wbuf) {
+                Ok(n) => wire.wbuf.advance(n),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => {
+                    task.vanished();
+                    break;
+                }
+            }
+        }
+        if wire.wbuf.is_empty() {
+            // Hold no write buffer while idle.
+            wire.wbuf = BytesMut::new();
+            if let Phase::Closing {
+                wait_peer: false, ..
+            } = task.phase
+            {
+                break;
+            }
+        }
+        if task.ending.is_some() && task.phase == Phase::Open {
+            break;
+        }
+
+        let deadline = match task.phase {
+            Phase::Open => task.timers.next(),
+            Phase::Closing { deadline, .. } => Some(deadline),
+        };
+        if let Some(d) = deadline {
+            sleep.as_mut().reset(d.into());
+        }
+        // Stop reading while a large write is pending (a client flooding
+        // pings without reading its pongs), so memory stays bounded.
+        let read = wire.wbuf.len() < WRITE_BATCH;
+
+        tokio::select! {
+            biased;
+            _ = conn.woken() => {}
+            r = wire.stream.readable(), if read => {
+                if r.is_err() || !task.read(&mut wire, &mut handler, &mut session, &limits) {
+                    break;
+                }
+            }
+            r = wire.stream.writable(), if !wire.wbuf.is_empty() => {
+                if r.is_err() {
+                    task.vanished();
+                    break;
+                }
+            }
+            _ = &mut sleep, if deadline.is_some() => {
+                if !task.fire(&mut wire, &limits) {
+                    break;
+                }
+            }
+        }
+    }
+
+    // Best effort: tell the kernel we are done writing.
+    let _ = wire.stream.try_write(&wire.wbuf);
+    if let Some(h) = handler.take() {
+        h.on_close(&mut session);
+    }
+    daemon.hub.unsubscribe_all(&conn);
+    let ending = task.ending.take().unwrap_or(Ending {
+        code: close::ABNORMAL,
+        reason: "connection lost".into(),
+    });
+    daemon.metrics.closed(ending.code);
+    let age = conn.started.elapsed();
+    if matches!(
+        ending.code,
+        close::NORMAL | close::GOING_AWAY | close::ABNORMAL
+    ) {
+        tracing::debug!(conn = conn.id, route = %route.path, ip = %conn.ip, code = ending.code, reason = %ending.reason, age = ?age, "closed");
+    } else {
+        tracing::info!(conn = conn.id, route = %route.path, ip = %conn.ip, user = ?conn.user, code = ending.code, reason = %ending.reason, age = ?age, "closed");
+    }
+    drop(slot);
+}
+
+/// Closes that end at once, without waiting for the client's close frame.
+fn is_fatal(request: &CloseRequest) -> bool {
+    request.discard_queue
+}
+
+struct Task<'a> {
+    daemon: &'a Daemon,
+    conn: &'a Arc<Conn>,
+    phase: Phase,
+    timers: Timers,
+    limiter: Option<Limiter>,
+    last_active: Instant,
+    ending: Option<Ending>,
+    /// The client's close code, once its close frame arrived.
+    peer_close: Option<u16>,
+}
+
+impl Task<'_> {
+    fn apply(&mut self, new: &Limits, old: &Limits) {
+        self.conn
+            .queue_limit
+            .store(new.send_queue, Ordering::Relaxed);
+        if (new.messages_per_second, new.message_burst)
+            != (old.messages_per_second, old.message_burst)
+        {
+            self.limiter = limiter(new);
+        }
+        self.timers.reset(new, self.conn.started, self.last_active);
+    }
+
+    /// Encodes taken messages into the write buffer.
+    fn encode_all(&mut self, wire: &mut Wire, taken: &mut Vec<Outbound>) {
+        if taken.is_empty() {
+            return;
+        }
+        let mut bytes = 0u64;
+        let count = taken.len() as u64;
+        for m in taken.drain(..) {
+            let (op, payload) = match &m {
+                Outbound::Text(b) => (OpCode::Text, b),
+                Outbound::Binary(b) => (OpCode::Binary, b),
+            };
+            bytes += payload.len() as u64;
+            codec::encode(&mut wire.wbuf, op, payload);
+        }
+        let stats = &self.conn.stats;
+        stats.msgs_out.fetch_add(count, Ordering::Relaxed);
+        stats.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+        self.daemon.metrics.messages_out.inc_by(count);
+        self.daemon.metrics.bytes_out.inc_by(bytes);
+    }
+
+    /// Queues a close frame and enters the closing phase (once).
+    fn start_close(&mut self, wire: &mut Wire, code: u16, reason: &str, wait_peer: bool) {
+        if self.phase != Phase::Open {
+            return;
+        }
+        codec::encode_close(&mut wire.wbuf, Some(code), reason);
+        self.phase = Phase::Closing {
+            deadline: Instant::now() + self.daemon.settings().config.server.close_timeout,
+            wait_peer,
+        };
+        self.ending.get_or_insert(Ending {
+            code,
+            reason: reason.to_string(),
+        });
+    }
+
+    /// The peer is gone without a close handshake.
+    fn vanished(&mut self) {
+        self.ending.get_or_insert(Ending {
+            code: close::ABNORMAL,
+            reason: "connection lost".into(),
+        });
+    }
+
+    /// Reads what is available; `false` ends the loop.
+    fn read(
+        &mut self,
+        wire: &mut Wire,
+        handler: &mut Option<Box<dyn Handler>>,
+        session: &mut ConnSession<'_>,
+        limits: &Limits,
+    ) -> bool {
+        let want = wire.need.max(wire.rbuf.len() + READ_CHUNK / 2);
+        if wire.rbuf.capacity() < want {
+            wire.rbuf.reserve((want - wire.rbuf.len()).max(READ_CHUNK));
+        }
+        match wire.stream.try_read_buf(&mut wire.rbuf) {
+            Ok(0) => {
+                if self.peer_close.is_none() {
+                    self.vanished();
+                }
+                return false;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+            Err(_) => {
+                self.vanished();
+                return false;
+            }
+        }
+        self.process(wire, handler, session, limits);
+        if wire.rbuf.is_empty() {
+            // Hold no read buffer while idle.
+            wire.rbuf = BytesMut::new();
+        }
+        !(self.peer_close.is_some()
+            && matches!(
+                self.phase,
+                Phase::Closing {
+                    wait_peer: true,
+                    ..
+                }
+            )
+            && wire.wbuf.is_empty())
+    }
+
+    /// Handles every complete frame in the read buffer.
+    fn process(
+        &mut self,
+        wire: &mut Wire,
+        handler: &mut Option<Box<dyn Handler>>,
+        session: &mut ConnSession<'_>,
+        limits: &Limits,
+    ) {
+        loop {
+            if matches!(
+                self.phase,
+                Phase::Closing {
+                    wait_peer: false,
+                    ..
+                }
+            ) {
+                // Nothing more is read after a failure or a completed close.
+                wire.rbuf.clear();
+                return;
+            }
+            let event = match wire
+                .decoder
+                .decode(&mut wire.rbuf, limits.max_message_bytes)
+            {
+                Ok(Ok(event)) => event,
+                Ok(Err(Need::Bytes(n))) => {
+                    wire.need = n;
+                    return;
+                }
+                Err(e) => {
+                    tracing::debug!(conn = self.conn.id, error = %e, "protocol failure");
+                    self.start_close(wire, e.close_code(), &e.to_string(), false);
+                    continue;
+                }
+            };
+            wire.need = 0;
+            match event {
+                Event::Text(data) if self.phase == Phase::Open => {
+                    self.on_data(wire, handler, session, limits, data, true)
+                }
+                Event::Binary(data) if self.phase == Phase::Open => {
+                    self.on_data(wire, handler, session, limits, data, false)
+                }
+                Event::Text(_) | Event::Binary(_) => {}
+                Event::Ping(payload) => codec::encode(&mut wire.wbuf, OpCode::Pong, &payload),
+                Event::Pong(payload) => self.on_pong(&payload),
+                Event::Close(code, _reason) => {
+                    self.peer_close = Some(code.unwrap_or(close::NORMAL));
+                    match self.phase {
+                        Phase::Open => {
+                            // Answer with the same code, then end.
+                            codec::encode_close(&mut wire.wbuf, code, "");
+                            self.ending = Some(Ending {
+                                code: code.unwrap_or(close::NORMAL),
+                                reason: "closed by client".into(),
+                            });
+                            self.phase = Phase::Closing {
+                                deadline: Instant::now()
+                                    + self.daemon.settings().config.server.close_timeout,
+                                wait_peer: false,
+                            };
+                        }
+                        Phase::Closing { deadline, .. } => {
+                            self.phase = Phase::Closing {
+                                deadline,
+                                wait_peer: false,
+                            };
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// One inbound data message: counters, idle timer, rate limit, router.
+    fn on_data(
+        &mut self,
+        wire: &mut Wire,
+        handler: &mut Option<Box<dyn Handler>>,
+        session: &mut ConnSession<'_>,
+        limits: &Limits,
+        data: Bytes,
+        text: bool,
+    ) {
+        let now = Instant::now();
+        self.last_active = now;
+        self.timers.idle_due = after(now, limits.idle_timeout);
+        let stats = &self.conn.stats;
+        stats.last_active_ms.store(
+            now.duration_since(self.conn.started).as_millis() as u64,
+            Ordering::Relaxed,
+        );
+        stats.msgs_in.fetch_add(1, Ordering::Relaxed);
+        stats
+            .bytes_in
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        let metrics = &self.daemon.metrics;
+        metrics.messages_in.inc();
+        metrics.bytes_in.inc_by(data.len() as u64);
+
+        if self.limiter.as_ref().is_some_and(|l| l.check().is_err()) {
+            match limits.on_rate_limit {
+                OnRateLimit::Close => {
+                    metrics
+                        .rate_limited
+                        .get_or_create(&ActionLabel { action: "closed" })
+                        .inc();
+                    self.start_close(wire, close::POLICY, "rate limit exceeded", true);
+                }
+                OnRateLimit::Drop => {
+                    metrics
+                        .rate_limited
+                        .get_or_create(&ActionLabel { action: "dropped" })
+                        .inc();
+                    if let Some(h) = handler.as_mut() {
+                        h.on_rate_limited(session);
+                    }
+                }
+            }
+            return;
+        }
+        let Some(h) = handler.as_mut() else {
+            return;
+        };
+        let message = if text {
+            // Validated by the decoder; checked again because the type
+            // system cannot carry that across `Bytes` without `unsafe`.
+            match simdutf8::basic::from_utf8(&data) {
+                Ok(s) => Message::Text(s),
+                Err(_) => return,
+            }
+        } else {
+            Message::Binary(&data)
+        };
+        if let Err(c) = h.on_message(session, message) {
+            self.start_close(wire, c.code, &c.reason, true);
+        }
+    }
+
+    fn on_pong(&mut self, payload: &[u8]) {
+        if self.timers.pong_due.is_some() && payload == self.timers.ping_payload {
+            self.timers.pong_due = None;
+            let sent = u64::from_be_bytes(self.timers.ping_payload);
+            let now = self.conn.started.elapsed().as_micros() as u64;
+            self.conn
+                .stats
+                .rtt_us
+                .store(now.saturating_sub(sent).max(1), Ordering::Relaxed);
+        }
+    }
+
+    /// Handles due timers; `false` ends the loop.
+    fn fire(&mut self, wire: &mut Wire, limits: &Limits) -> bool {
+        let now = Instant::now();
+        if let Phase::Closing { deadline, .. } = self.phase {
+            return now < deadline;
+        }
+        let due = |t: Option<Instant>| t.is_some_and(|t| t <= now);
+        if due(self.timers.pong_due) {
+            self.start_close(wire, close::HEARTBEAT_TIMEOUT, "no pong in time", false);
+        } else if due(self.timers.idle_due) {
+            self.start_close(wire, close::IDLE_TIMEOUT, "idle timeout", true);
+        } else if due(self.timers.lifetime_due) {
+            self.start_close(wire, close::MAX_LIFETIME, "max lifetime reached", true);
+        } else if due(self.timers.next_ping) {
+            let micros = self.conn.started.elapsed().as_micros() as u64;
+            self.timers.ping_payload = micros.to_be_bytes();
+            codec::encode(&mut wire.wbuf, OpCode::Ping, &self.timers.ping_payload);
+            if self.timers.pong_due.is_none() {
+                self.timers.pong_due = Some(now + limits.pong_timeout);
+            }
+            self.timers.next_ping = after(now, limits.ping_interval);
+        }
+        true
+    }
+}

@@ -1,0 +1,75 @@
+//! The daemon's shared state: one owner for each piece, handles for the rest.
+//!
+//! - the config in force, behind one swap point ([`Daemon::settings`]);
+//! - the [`Registry`] of connections and the [`Hub`] of topics;
+//! - the [`Metrics`];
+//! - the drain signal, which flows down to the accept loop and every
+//!   connection, and the tracker through which completion flows back up.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Settings;
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+
+pub struct Daemon {
+    settings: ArcSwap<Settings>,
+    /// Bumped on every swap, so a connection notices a reload with one
+    /// atomic load.
+    generation: AtomicU64,
+    pub registry: Arc<Registry>,
+    pub hub: Hub,
+    pub metrics: Arc<Metrics>,
+    pub started: Instant,
+    pub started_at: SystemTime,
+    /// Cancelled when the daemon starts draining: the listener closes and
+    /// `/readyz` answers 503.
+    pub draining: CancellationToken,
+    /// Every connection task, so that shutdown can wait for them.
+    pub tasks: TaskTracker,
+}
+
+impl Daemon {
+    pub fn new(settings: Settings) -> Arc<Self> {
+        let metrics = Arc::new(Metrics::new());
+        Arc::new(Self {
+            settings: ArcSwap::from_pointee(settings),
+            generation: AtomicU64::new(0),
+            registry: Registry::new(Arc::clone(&metrics)),
+            hub: Hub::new(Arc::clone(&metrics)),
+            metrics,
+            started: Instant::now(),
+            started_at: SystemTime::now(),
+            draining: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        })
+    }
+
+    /// The config in force.
+    pub fn settings(&self) -> arc_swap::Guard<Arc<Settings>> {
+        self.settings.load()
+    }
+
+    /// Replaces the config in force, all at once.
+    pub fn swap(&self, settings: Settings) -> Arc<Settings> {
+        let old = self.settings.swap(Arc::new(settings));
+        self.generation.fetch_add(1, Ordering::Release);
+        old
+    }
+
+    /// Changes with every swap.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.is_cancelled()
+    }
+}

@@ -1,0 +1,154 @@
+//! Topics and fan-out.
+//!
+//! A publish serialises the delivery frame once and offers the shared bytes
+//! to every subscriber's send queue. Offering never waits: a full queue
+//! marks that one connection as a slow consumer (closed with 4002) and the
+//! loop goes on, so one stalled client cannot delay anyone else. A topic is
+//! removed with its last subscriber, so the map never only grows.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use serde::Serialize;
+use wsgate_plugin_api::{Bytes, Outbound, RawValue, SubscribeError};
+
+use crate::metrics::Metrics;
+use crate::registry::{Conn, ConnId, Offer};
+
+type Subscribers = HashMap<ConnId, Arc<Conn>>;
+
+pub struct Hub {
+    topics: RwLock<HashMap<Arc<str>, Subscribers>>,
+    metrics: Arc<Metrics>,
+}
+
+/// The delivery frame every subscriber receives.
+#[derive(Serialize)]
+struct Delivery<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    topic: &'a str,
+    data: &'a RawValue,
+}
+
+/// Where a publish came from, for the `publishes` counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Api,
+    Client,
+    Admin,
+}
+
+impl Source {
+    fn label(self) -> &'static str {
+        match self {
+            Source::Api => "api",
+            Source::Client => "client",
+            Source::Admin => "admin",
+        }
+    }
+}
+
+impl Hub {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self {
+            topics: RwLock::default(),
+            metrics,
+        }
+    }
+
+    /// Subscribes `conn` to `topic`; `Ok(false)` if it already was.
+    pub fn subscribe(
+        &self,
+        conn: &Arc<Conn>,
+        topic: &str,
+        max: usize,
+    ) -> Result<bool, SubscribeError> {
+        conn.with_subscriptions(|subs| {
+            if subs.iter().any(|t| &**t == topic) {
+                return Ok(false);
+            }
+            if subs.len() >= max {
+                return Err(SubscribeError::TooMany { limit: max });
+            }
+            let mut topics = self.topics.write().unwrap_or_else(|e| e.into_inner());
+            let key = match topics.get_key_value(topic) {
+                Some((k, _)) => Arc::clone(k),
+                None => Arc::from(topic),
+            };
+            topics
+                .entry(Arc::clone(&key))
+                .or_default()
+                .insert(conn.id, Arc::clone(conn));
+            subs.push(key);
+            Ok(true)
+        })
+    }
+
+    /// Unsubscribes; `false` if `conn` was not subscribed.
+    pub fn unsubscribe(&self, conn: &Conn, topic: &str) -> bool {
+        conn.with_subscriptions(|subs| {
+            let Some(pos) = subs.iter().position(|t| &**t == topic) else {
+                return false;
+            };
+            subs.swap_remove(pos);
+            self.remove(conn.id, topic);
+            true
+        })
+    }
+
+    /// Removes every subscription of a closing connection.
+    pub fn unsubscribe_all(&self, conn: &Conn) {
+        conn.with_subscriptions(|subs| {
+            for topic in subs.drain(..) {
+                self.remove(conn.id, &topic);
+            }
+            subs.shrink_to(0);
+        })
+    }
+
+    fn remove(&self, id: ConnId, topic: &str) {
+        let mut topics = self.topics.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(subs) = topics.get_mut(topic) {
+            subs.remove(&id);
+            if subs.is_empty() {
+                topics.remove(topic);
+            }
+        }
+    }
+
+    /// Delivers `data` to every subscriber of `topic`; returns how many
+    /// send queues took it.
+    pub fn publish(&self, topic: &str, data: &RawValue, source: Source) -> usize {
+        self.metrics.published(source.label());
+        let frame = match serde_json::to_vec(&Delivery {
+            kind: "message",
+            topic,
+            data,
+        }) {
+            Ok(v) => Bytes::from(v),
+            // Serialising a str and a RawValue cannot fail.
+            Err(_) => return 0,
+        };
+        let topics = self.topics.read().unwrap_or_else(|e| e.into_inner());
+        let Some(subs) = topics.get(topic) else {
+            return 0;
+        };
+        let mut delivered = 0;
+        for conn in subs.values() {
+            match conn.offer(Outbound::Text(frame.clone())) {
+                Offer::Queued => delivered += 1,
+                Offer::Full => {
+                    self.metrics.slow_consumer_closes.inc();
+                }
+                Offer::Closing => {}
+            }
+        }
+        delivered
+    }
+
+    /// How many topics have subscribers.
+    pub fn topic_count(&self) -> usize {
+        self.topics.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}

@@ -1,0 +1,166 @@
+//! Prometheus metrics, served at `GET /metrics`.
+//!
+//! Per-message counters are unlabelled atomics; labelled families are only
+//! touched once per connection (accept, reject, close) or per publish.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabel {
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabel {
+    pub code: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabel {
+    pub source: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionLabel {
+    pub action: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: &'static str,
+}
+
+/// Every metric the daemon exports.
+pub struct Metrics {
+    registry: Registry,
+    pub connections_open: Family<RouteLabel, Gauge>,
+    pub connections_accepted: Family<RouteLabel, Counter>,
+    pub rejections: Family<ReasonLabel, Counter>,
+    pub closes: Family<CodeLabel, Counter>,
+    pub messages_in: Counter,
+    pub messages_out: Counter,
+    pub bytes_in: Counter,
+    pub bytes_out: Counter,
+    pub publishes: Family<SourceLabel, Counter>,
+    pub slow_consumer_closes: Counter,
+    pub rate_limited: Family<ActionLabel, Counter>,
+    pub config_reloads: Family<ResultLabel, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("wsgate");
+        let m = Metrics {
+            connections_open: Family::default(),
+            connections_accepted: Family::default(),
+            rejections: Family::default(),
+            closes: Family::default(),
+            messages_in: Counter::default(),
+            messages_out: Counter::default(),
+            bytes_in: Counter::default(),
+            bytes_out: Counter::default(),
+            publishes: Family::default(),
+            slow_consumer_closes: Counter::default(),
+            rate_limited: Family::default(),
+            config_reloads: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "connections_open",
+            "WebSocket connections open now",
+            m.connections_open.clone(),
+        );
+        registry.register(
+            "connections_accepted",
+            "WebSocket connections accepted (upgraded)",
+            m.connections_accepted.clone(),
+        );
+        registry.register(
+            "rejections",
+            "Upgrade requests refused, by reason",
+            m.rejections.clone(),
+        );
+        registry.register(
+            "closes",
+            "Connections closed, by close code",
+            m.closes.clone(),
+        );
+        registry.register(
+            "messages_in",
+            "Inbound data messages",
+            m.messages_in.clone(),
+        );
+        registry.register(
+            "messages_out",
+            "Outbound data messages",
+            m.messages_out.clone(),
+        );
+        registry.register(
+            "bytes_in",
+            "Inbound message payload bytes",
+            m.bytes_in.clone(),
+        );
+        registry.register(
+            "bytes_out",
+            "Outbound message payload bytes",
+            m.bytes_out.clone(),
+        );
+        registry.register(
+            "publishes",
+            "Messages published to topics, by source",
+            m.publishes.clone(),
+        );
+        registry.register(
+            "slow_consumer_closes",
+            "Connections closed because their send queue was full",
+            m.slow_consumer_closes.clone(),
+        );
+        registry.register(
+            "rate_limited_messages",
+            "Inbound messages over the rate limit, by action",
+            m.rate_limited.clone(),
+        );
+        registry.register(
+            "config_reloads",
+            "Config reloads, by result",
+            m.config_reloads.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+
+    pub fn reject(&self, reason: &'static str) {
+        self.rejections.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    pub fn closed(&self, code: u16) {
+        self.closes.get_or_create(&CodeLabel { code }).inc();
+    }
+
+    pub fn published(&self, source: &'static str) {
+        self.publishes.get_or_create(&SourceLabel { source }).inc();
+    }
+}

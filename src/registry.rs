@@ -1,0 +1,595 @@
+//! Who is connected: admission against the caps, live per-connection state,
+//! and a handle to close any connection from outside.
+//!
+//! Counts follow the registry by construction: [`Registry::admit`] checks
+//! every cap and inserts the connection under one lock, and returns a
+//! [`Slot`] that the connection task holds; dropping the slot (however the
+//! task ends) removes the connection and every count it added. No gauge can
+//! drift and no quota can stay "full" after everyone left.
+//!
+//! The per-message path never takes the registry lock: it only touches the
+//! connection's own atomics and send queue ([`Conn`]).
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Instant, SystemTime};
+
+use tokio::sync::Notify;
+use wsgate_plugin_api::Outbound;
+
+use crate::config::{Limits, OnUserLimit};
+use crate::conn::close;
+use crate::metrics::{Metrics, RouteLabel};
+
+/// A connection id, unique for the daemon's run.
+pub type ConnId = u64;
+
+/// Why an admission was refused, with its HTTP status and metric reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// `[limits] max_connections`: 503.
+    Total,
+    /// The route's `max_connections`: 503.
+    Route,
+    /// `max_connections_per_ip`: 429.
+    Ip,
+    /// `max_connections_per_user` with `reject`: 429.
+    User,
+}
+
+impl Refusal {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refusal::Total => "total_limit",
+            Refusal::Route => "route_limit",
+            Refusal::Ip => "ip_limit",
+            Refusal::User => "user_limit",
+        }
+    }
+}
+
+/// A close asked for from outside the connection task (operator, hub,
+/// per-user eviction, drain, reload).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseRequest {
+    pub code: u16,
+    pub reason: String,
+    /// Drop queued messages instead of sending them before the close frame
+    /// (a slow consumer's queue is what is stuck).
+    pub discard_queue: bool,
+}
+
+/// Outcome of offering a message to a connection's send queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offer {
+    Queued,
+    /// The queue was full: the connection is being closed with 4002.
+    Full,
+    /// The connection is closing; nothing was queued.
+    Closing,
+}
+
+#[derive(Default)]
+struct Queue {
+    items: VecDeque<Outbound>,
+    close: Option<CloseRequest>,
+}
+
+/// Live counters of one connection, updated by its task without locks.
+#[derive(Default)]
+pub struct ConnStats {
+    pub msgs_in: AtomicU64,
+    pub msgs_out: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    /// Milliseconds after `started` of the last inbound data message.
+    pub last_active_ms: AtomicU64,
+    /// The last ping round trip in microseconds (0 = none yet).
+    pub rtt_us: AtomicU64,
+}
+
+/// One live connection as others see it: its identity, counters, send
+/// queue, subscriptions and a way to close it.
+pub struct Conn {
+    pub id: ConnId,
+    pub route: Arc<str>,
+    pub user: Option<Arc<str>>,
+    pub ip: IpAddr,
+    pub connected_at: SystemTime,
+    pub started: Instant,
+    pub stats: ConnStats,
+    /// The send queue bound in force (updated live on reload).
+    pub queue_limit: AtomicUsize,
+    queue: Mutex<Queue>,
+    wake: Notify,
+    subscriptions: Mutex<Vec<Arc<str>>>,
+    /// Set once the per-user share of this connection was handed to a newer
+    /// connection (evict_oldest), so the slot does not release it twice.
+    user_released: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A poisoned lock only means a panic elsewhere; the data is plain.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Conn {
+    /// Offers a message to the send queue; never waits.
+    pub fn offer(&self, message: Outbound) -> Offer {
+        let mut q = lock(&self.queue);
+        if q.close.is_some() {
+            return Offer::Closing;
+        }
+        if q.items.len() >= self.queue_limit.load(Ordering::Relaxed) {
+            q.close = Some(CloseRequest {
+                code: close::SLOW_CONSUMER,
+                reason: "slow consumer: send queue full".into(),
+                discard_queue: true,
+            });
+            drop(q);
+            self.wake.notify_one();
+            return Offer::Full;
+        }
+        q.items.push_back(message);
+        drop(q);
+        self.wake.notify_one();
+        Offer::Queued
+    }
+
+    /// Asks the connection to close; the first request wins.
+    pub fn request_close(&self, code: u16, reason: impl Into<String>) -> bool {
+        self.request(CloseRequest {
+            code,
+            reason: reason.into(),
+            discard_queue: false,
+        })
+    }
+
+    fn request(&self, request: CloseRequest) -> bool {
+        let mut q = lock(&self.queue);
+        if q.close.is_some() {
+            return false;
+        }
+        q.close = Some(request);
+        drop(q);
+        self.wake.notify_one();
+        true
+    }
+
+    /// Moves queued messages out (up to `max`), and the close request once
+    /// the queue is empty or is to be discarded.
+    pub(crate) fn take(&self, out: &mut Vec<Outbound>, max: usize) -> Option<CloseRequest> {
+        let mut q = lock(&self.queue);
+        if let Some(c) = &q.close {
+            if c.discard_queue {
+                q.items.clear();
+            }
+        }
+        let n = q.items.len().min(max);
+        out.extend(q.items.drain(..n));
+        if q.items.is_empty() {
+            q.items.shrink_to(0);
+            q.close.clone()
+        } else {
+            None
+        }
+    }
+
+    /// Messages waiting in the send queue.
+    pub fn queue_depth(&self) -> usize {
+        lock(&self.queue).items.len()
+    }
+
+    /// Whether a close was requested.
+    pub fn closing(&self) -> bool {
+        lock(&self.queue).close.is_some()
+    }
+
+    /// Resolves when a message is queued or a close is requested.
+    pub(crate) async fn woken(&self) {
+        self.wake.notified().await
+    }
+
+    pub fn subscriptions(&self) -> Vec<Arc<str>> {
+        lock(&self.subscriptions).clone()
+    }
+
+    pub fn subscription_count(&self) -> usize {
+        lock(&self.subscriptions).len()
+    }
+
+    pub(crate) fn with_subscriptions<R>(&self, f: impl FnOnce(&mut Vec<Arc<str>>) -> R) -> R {
+        f(&mut lock(&self.subscriptions))
+    }
+
+    /// Seconds since the last inbound data message (or the connect).
+    pub fn idle_secs(&self) -> f64 {
+        let last = self.stats.last_active_ms.load(Ordering::Relaxed);
+        (self.started.elapsed().as_millis() as u64).saturating_sub(last) as f64 / 1000.0
+    }
+}
+
+/// Counts within one scope: the whole daemon, or one route.
+#[derive(Default)]
+struct Scope {
+    total: usize,
+    by_ip: HashMap<IpAddr, usize>,
+    /// Each user's connections, oldest first.
+    by_user: HashMap<Arc<str>, VecDeque<ConnId>>,
+}
+
+impl Scope {
+    fn user_count(&self, user: &str) -> usize {
+        self.by_user.get(user).map_or(0, VecDeque::len)
+    }
+
+    fn add(&mut self, id: ConnId, ip: IpAddr, user: Option<&Arc<str>>) {
+        self.total += 1;
+        *self.by_ip.entry(ip).or_default() += 1;
+        if let Some(u) = user {
+            self.by_user.entry(Arc::clone(u)).or_default().push_back(id);
+        }
+    }
+
+    fn remove_user(&mut self, id: ConnId, user: &str) {
+        if let Some(list) = self.by_user.get_mut(user) {
+            list.retain(|c| *c != id);
+            if list.is_empty() {
+                self.by_user.remove(user);
+            }
+        }
+    }
+
+    fn remove(&mut self, id: ConnId, ip: IpAddr, user: Option<&str>) {
+        self.total = self.total.saturating_sub(1);
+        if let Some(n) = self.by_ip.get_mut(&ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.by_ip.remove(&ip);
+            }
+        }
+        if let Some(u) = user {
+            self.remove_user(id, u);
+        }
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    conns: HashMap<ConnId, Arc<Conn>>,
+    global: Scope,
+    routes: HashMap<Arc<str>, Scope>,
+}
+
+/// Every live connection, and the counts the caps are checked against.
+pub struct Registry {
+    inner: Mutex<Inner>,
+    next_id: AtomicU64,
+    metrics: Arc<Metrics>,
+}
+
+/// What a connection asks to be admitted with.
+pub struct Candidate<'a> {
+    pub route: &'a Arc<str>,
+    pub ip: IpAddr,
+    pub user: Option<&'a Arc<str>>,
+    /// The global `[limits]`.
+    pub global: &'a Limits,
+    /// The route's effective limits.
+    pub limits: &'a Limits,
+}
+
+/// A counts snapshot for `stats` and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    pub total: usize,
+    pub by_route: Vec<(String, usize)>,
+    pub ips: usize,
+    pub users: usize,
+}
+
+impl Registry {
+    pub fn new(metrics: Arc<Metrics>) -> Arc<Self> {
+        Arc::new(Self {
+            inner: Mutex::default(),
+            next_id: AtomicU64::new(1),
+            metrics,
+        })
+    }
+
+    /// Checks every cap and, if the candidate fits, registers it. With
+    /// `evict_oldest`, the user's oldest connection is told to close with
+    /// 4001 and its per-user share passes to the newcomer at once.
+    pub fn admit(self: &Arc<Self>, c: Candidate<'_>) -> Result<Slot, Refusal> {
+        let mut inner = lock(&self.inner);
+        let Inner {
+            conns,
+            global,
+            routes,
+        } = &mut *inner;
+        let empty = Scope::default();
+        let route_scope = routes.get(c.route).unwrap_or(&empty);
+
+        if global.total >= c.global.max_connections {
+            return Err(Refusal::Total);
+        }
+        if route_scope.total >= c.limits.max_connections {
+            return Err(Refusal::Route);
+        }
+        let ip_global = global.by_ip.get(&c.ip).copied().unwrap_or(0);
+        let ip_route = route_scope.by_ip.get(&c.ip).copied().unwrap_or(0);
+        if ip_global >= c.global.max_connections_per_ip
+            || ip_route >= c.limits.max_connections_per_ip
+        {
+            return Err(Refusal::Ip);
+        }
+        let mut victim = None;
+        if let Some(user) = c.user {
+            let over_route = route_scope.user_count(user) >= c.limits.max_connections_per_user;
+            let over_global = global.user_count(user) >= c.global.max_connections_per_user;
+            if over_route || over_global {
+                if c.limits.on_user_limit == OnUserLimit::Reject {
+                    return Err(Refusal::User);
+                }
+                let oldest = if over_route {
+                    route_scope.by_user.get(&**user).and_then(|l| l.front())
+                } else {
+                    global.by_user.get(&**user).and_then(|l| l.front())
+                };
+                victim = oldest.and_then(|id| conns.get(id)).cloned();
+            }
+        }
+        if let Some(old) = &victim {
+            // Hand the old connection's per-user share to the new one now;
+            // its slot still holds the total, IP and route counts until its
+            // task ends.
+            old.user_released.store(true, Ordering::Relaxed);
+            if let Some(user) = &old.user {
+                global.remove_user(old.id, user);
+                if let Some(scope) = routes.get_mut(&old.route) {
+                    scope.remove_user(old.id, user);
+                }
+            }
+            old.request_close(
+                close::REPLACED,
+                "replaced by a newer connection of the same user",
+            );
+        }
+
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let conn = Arc::new(Conn {
+            id,
+            route: Arc::clone(c.route),
+            user: c.user.cloned(),
+            ip: c.ip,
+            connected_at: SystemTime::now(),
+            started: Instant::now(),
+            stats: ConnStats::default(),
+            queue_limit: AtomicUsize::new(c.limits.send_queue),
+            queue: Mutex::default(),
+            wake: Notify::new(),
+            subscriptions: Mutex::default(),
+            user_released: AtomicBool::new(false),
+        });
+        global.add(id, c.ip, c.user);
+        routes
+            .entry(Arc::clone(c.route))
+            .or_default()
+            .add(id, c.ip, c.user);
+        conns.insert(id, Arc::clone(&conn));
+        drop(inner);
+
+        let label = RouteLabel {
+            route: c.route.to_string(),
+        };
+        self.metrics.connections_open.get_or_create(&label).inc();
+        self.metrics
+            .connections_accepted
+            .get_or_create(&label)
+            .inc();
+        Ok(Slot {
+            registry: Arc::clone(self),
+            conn,
+        })
+    }
+
+    /// One connection by id.
+    pub fn get(&self, id: ConnId) -> Option<Arc<Conn>> {
+        lock(&self.inner).conns.get(&id).cloned()
+    }
+
+    /// Every live connection (a snapshot of handles; read their stats after
+    /// the lock is gone).
+    pub fn all(&self) -> Vec<Arc<Conn>> {
+        lock(&self.inner).conns.values().cloned().collect()
+    }
+
+    pub fn len(&self) -> usize {
+        lock(&self.inner).conns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn counts(&self) -> Counts {
+        let inner = lock(&self.inner);
+        let mut by_route: Vec<(String, usize)> = inner
+            .routes
+            .iter()
+            .map(|(r, s)| (r.to_string(), s.total))
+            .collect();
+        by_route.sort();
+        Counts {
+            total: inner.global.total,
+            by_route,
+            ips: inner.global.by_ip.len(),
+            users: inner.global.by_user.len(),
+        }
+    }
+
+    fn release(&self, conn: &Conn) {
+        let mut inner = lock(&self.inner);
+        let user = if conn.user_released.load(Ordering::Relaxed) {
+            None
+        } else {
+            conn.user.as_deref()
+        };
+        inner.conns.remove(&conn.id);
+        inner.global.remove(conn.id, conn.ip, user);
+        if let Some(scope) = inner.routes.get_mut(&conn.route) {
+            scope.remove(conn.id, conn.ip, user);
+            if scope.total == 0 {
+                inner.routes.remove(&conn.route);
+            }
+        }
+        drop(inner);
+        self.metrics
+            .connections_open
+            .get_or_create(&RouteLabel {
+                route: conn.route.to_string(),
+            })
+            .dec();
+    }
+}
+
+/// A connection's place in the registry; dropping it frees the place.
+pub struct Slot {
+    registry: Arc<Registry>,
+    conn: Arc<Conn>,
+}
+
+impl Slot {
+    pub fn conn(&self) -> &Arc<Conn> {
+        &self.conn
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.registry.release(&self.conn);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(total: usize, per_ip: usize, per_user: usize, on_user: OnUserLimit) -> Limits {
+        Limits {
+            max_connections: total,
+            max_connections_per_ip: per_ip,
+            max_connections_per_user: per_user,
+            on_user_limit: on_user,
+            ..Limits::default()
+        }
+    }
+
+    fn admit(
+        r: &Arc<Registry>,
+        route: &Arc<str>,
+        ip: [u8; 4],
+        user: Option<&Arc<str>>,
+        l: &Limits,
+    ) -> Result<Slot, Refusal> {
+        r.admit(Candidate {
+            route,
+            ip: IpAddr::from(ip),
+            user,
+            global: l,
+            limits: l,
+        })
+    }
+
+    #[test]
+    fn caps_refuse_and_dropping_slots_frees_them() {
+        let r = Registry::new(Arc::new(Metrics::new()));
+        let route: Arc<str> = "/ws".into();
+        let l = limits(3, 2, 10, OnUserLimit::Reject);
+        let a = admit(&r, &route, [1, 1, 1, 1], None, &l).expect("a");
+        let b = admit(&r, &route, [1, 1, 1, 1], None, &l).expect("b");
+        assert_eq!(
+            admit(&r, &route, [1, 1, 1, 1], None, &l).err(),
+            Some(Refusal::Ip)
+        );
+        let c = admit(&r, &route, [2, 2, 2, 2], None, &l).expect("c");
+        assert_eq!(
+            admit(&r, &route, [3, 3, 3, 3], None, &l).err(),
+            Some(Refusal::Total)
+        );
+        drop((a, b, c));
+        assert_eq!(r.counts(), Counts::default());
+        assert!(admit(&r, &route, [1, 1, 1, 1], None, &l).is_ok());
+    }
+
+    #[test]
+    fn evict_oldest_hands_over_the_user_share() {
+        let r = Registry::new(Arc::new(Metrics::new()));
+        let route: Arc<str> = "/ws".into();
+        let alice: Arc<str> = "alice".into();
+        let l = limits(10, 10, 2, OnUserLimit::EvictOldest);
+        let first = admit(&r, &route, [1, 1, 1, 1], Some(&alice), &l).expect("1");
+        let second = admit(&r, &route, [1, 1, 1, 1], Some(&alice), &l).expect("2");
+        let third = admit(&r, &route, [1, 1, 1, 1], Some(&alice), &l).expect("3");
+        assert!(first.conn().closing(), "the oldest is told to close");
+        assert!(!second.conn().closing());
+        drop(first);
+        // The newcomer's count is right: one more would evict `second`.
+        let fourth = admit(&r, &route, [1, 1, 1, 1], Some(&alice), &l).expect("4");
+        assert!(second.conn().closing());
+        drop((second, third, fourth));
+        assert_eq!(r.counts(), Counts::default());
+    }
+
+    #[test]
+    fn reject_refuses_the_user_over_the_cap() {
+        let r = Registry::new(Arc::new(Metrics::new()));
+        let route: Arc<str> = "/ws".into();
+        let bob: Arc<str> = "bob".into();
+        let l = limits(10, 10, 1, OnUserLimit::Reject);
+        let _a = admit(&r, &route, [1, 1, 1, 1], Some(&bob), &l).expect("a");
+        assert_eq!(
+            admit(&r, &route, [1, 1, 1, 2], Some(&bob), &l).err(),
+            Some(Refusal::User)
+        );
+    }
+
+    #[test]
+    fn route_caps_count_only_their_route() {
+        let r = Registry::new(Arc::new(Metrics::new()));
+        let a: Arc<str> = "/a".into();
+        let b: Arc<str> = "/b".into();
+        let global = limits(10, 10, 10, OnUserLimit::Reject);
+        let small = limits(1, 10, 10, OnUserLimit::Reject);
+        let cand = |route| Candidate {
+            route,
+            ip: IpAddr::from([1, 1, 1, 1]),
+            user: None,
+            global: &global,
+            limits: &small,
+        };
+        let _x = r.admit(cand(&a)).expect("x");
+        assert_eq!(r.admit(cand(&a)).err(), Some(Refusal::Route));
+        assert!(r.admit(cand(&b)).is_ok());
+    }
+
+    #[test]
+    fn full_queue_requests_a_slow_consumer_close() {
+        let r = Registry::new(Arc::new(Metrics::new()));
+        let route: Arc<str> = "/ws".into();
+        let mut l = limits(10, 10, 10, OnUserLimit::Reject);
+        l.send_queue = 2;
+        let s = admit(&r, &route, [1, 1, 1, 1], None, &l).expect("s");
+        let c = s.conn();
+        assert_eq!(c.offer(Outbound::text("1")), Offer::Queued);
+        assert_eq!(c.offer(Outbound::text("2")), Offer::Queued);
+        assert_eq!(c.offer(Outbound::text("3")), Offer::Full);
+        assert_eq!(c.offer(Outbound::text("4")), Offer::Closing);
+        let mut out = Vec::new();
+        let close = c.take(&mut out, 10).expect("close request");
+        assert!(out.is_empty(), "a slow consumer's queue is dropped");
+        assert_eq!(close.code, close::SLOW_CONSUMER);
+    }
+}

@@ -1,0 +1,236 @@
+//! HTTP endpoints: health, readiness, metrics, the publish API, and the
+//! WebSocket routes.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::{header, Method, Request, Response, StatusCode};
+use serde::Deserialize;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+use wsgate_plugin_api::RawValue;
+
+use super::reply::{self, Body};
+use super::upgrade;
+use crate::config::schema::IpNetwork;
+use crate::daemon::Daemon;
+use crate::hub::Source;
+
+pub async fn handle(
+    daemon: Arc<Daemon>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let path = req.uri().path();
+    match (req.method(), path) {
+        (&Method::GET, "/healthz") => reply::json(StatusCode::OK, &json!({"status": "ok"})),
+        (&Method::GET, "/readyz") => {
+            if daemon.is_draining() {
+                reply::json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &json!({"status": "draining"}),
+                )
+            } else {
+                reply::json(StatusCode::OK, &json!({"status": "ready"}))
+            }
+        }
+        (&Method::GET, "/metrics") => reply::text(
+            StatusCode::OK,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            daemon.metrics.render(),
+        ),
+        (_, "/api/publish") => publish(&daemon, peer, req).await,
+        _ => upgrade::handle(daemon, peer, req).await,
+    }
+}
+
+/// The client address: the TCP peer, or, when the peer is a trusted proxy,
+/// the right-most address in `X-Forwarded-For` that is not one.
+pub fn client_ip(peer: IpAddr, headers: &hyper::HeaderMap, trusted: &[IpNetwork]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.0.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let mut client = peer;
+    let hops = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    for hop in hops.iter().rev() {
+        match hop.parse::<IpAddr>() {
+            Ok(ip) => {
+                client = ip;
+                if !is_trusted(&ip) {
+                    break;
+                }
+            }
+            // A malformed hop ends what can be believed.
+            Err(_) => break,
+        }
+    }
+    client
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishBody {
+    topic: String,
+    data: Box<RawValue>,
+}
+
+fn refuse(
+    peer: SocketAddr,
+    status: StatusCode,
+    code: &'static str,
+    message: &str,
+) -> Response<Body> {
+    tracing::info!(%peer, status = status.as_u16(), reason = code, "publish refused: {message}");
+    reply::error(status, code, message)
+}
+
+/// `POST /api/publish`: a backend publishes `{"topic","data"}`.
+async fn publish(daemon: &Daemon, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+    if req.method() != Method::POST {
+        return refuse(
+            peer,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "use POST",
+        );
+    }
+    let settings = daemon.settings();
+    if settings.api_keys.is_empty() {
+        return refuse(
+            peer,
+            StatusCode::FORBIDDEN,
+            "api_disabled",
+            "the publish API is disabled: no API key is configured",
+        );
+    }
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, key)| key.trim().as_bytes().to_vec());
+    let Some(presented) = presented else {
+        return refuse(
+            peer,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing API key: send `Authorization: Bearer <key>`",
+        );
+    };
+    // Compare against every key, without stopping at a match.
+    let matched = settings
+        .api_keys
+        .iter()
+        .fold(subtle::Choice::from(0), |acc, k| {
+            acc | k.0.as_bytes().ct_eq(&presented)
+        });
+    if !bool::from(matched) {
+        return refuse(
+            peer,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "invalid API key",
+        );
+    }
+
+    let max = settings.limits().max_message_bytes;
+    let timeout = settings.config.server.handshake_timeout;
+    drop(settings);
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let too_big = format!("body larger than max_message_bytes ({max})");
+    if declared.is_some_and(|n| n > max as u64) {
+        return refuse(peer, StatusCode::PAYLOAD_TOO_LARGE, "too_large", &too_big);
+    }
+    let body =
+        match tokio::time::timeout(timeout, Limited::new(req.into_body(), max).collect()).await {
+            Err(_) => {
+                return refuse(
+                    peer,
+                    StatusCode::REQUEST_TIMEOUT,
+                    "timeout",
+                    "request body not received in time",
+                )
+            }
+            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+                return refuse(peer, StatusCode::PAYLOAD_TOO_LARGE, "too_large", &too_big)
+            }
+            Ok(Err(_)) => {
+                return refuse(
+                    peer,
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "body could not be read",
+                )
+            }
+            Ok(Ok(collected)) => collected.to_bytes(),
+        };
+    let body: PublishBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            let message = format!("expected {{\"topic\": \"...\", \"data\": <any JSON>}}: {e}");
+            return refuse(peer, StatusCode::BAD_REQUEST, "bad_request", &message);
+        }
+    };
+    if let Err(problem) = wsgate_plugin_api::check_topic(&body.topic) {
+        return refuse(peer, StatusCode::BAD_REQUEST, "bad_request", &problem);
+    }
+    let delivered = daemon.hub.publish(&body.topic, &body.data, Source::Api);
+    tracing::debug!(%peer, topic = %body.topic, delivered, "published");
+    reply::json(StatusCode::OK, &json!({ "delivered": delivered }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nets(list: &[&str]) -> Vec<IpNetwork> {
+        list.iter()
+            .map(|s| IpNetwork(s.parse().expect("cidr")))
+            .collect()
+    }
+
+    fn headers(xff: &str) -> hyper::HeaderMap {
+        let mut h = hyper::HeaderMap::new();
+        h.insert("x-forwarded-for", xff.parse().expect("header"));
+        h
+    }
+
+    #[test]
+    fn untrusted_peers_cannot_claim_another_address() {
+        let peer: IpAddr = "203.0.113.9".parse().expect("ip");
+        let ip = client_ip(peer, &headers("1.2.3.4"), &nets(&["10.0.0.0/8"]));
+        assert_eq!(ip, peer);
+    }
+
+    #[test]
+    fn trusted_proxy_chain_yields_the_first_untrusted_hop() {
+        let peer: IpAddr = "10.0.0.1".parse().expect("ip");
+        let ip = client_ip(
+            peer,
+            &headers("6.6.6.6, 1.2.3.4, 10.0.0.2"),
+            &nets(&["10.0.0.0/8"]),
+        );
+        assert_eq!(ip, "1.2.3.4".parse::<IpAddr>().expect("ip"));
+    }
+
+    #[test]
+    fn garbage_hops_stop_the_walk() {
+        let peer: IpAddr = "10.0.0.1".parse().expect("ip");
+        let ip = client_ip(peer, &headers("1.2.3.4, nonsense"), &nets(&["10.0.0.0/8"]));
+        assert_eq!(ip, peer);
+    }
+}

@@ -1,0 +1,79 @@
+//! The listener: accept, HTTP/1.1, and the hand-off of upgraded sockets.
+//!
+//! [`serve`] is a function of a bound listener and the daemon state, so
+//! tests bind port 0 and the binary binds the configured address. It returns
+//! when the daemon starts draining (the listener is closed at once, so new
+//! clients are refused by the kernel rather than queued).
+
+mod http;
+mod reply;
+mod upgrade;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::daemon::Daemon;
+
+/// Pause after a failed accept (e.g. out of file descriptors), so the loop
+/// does not spin while the condition lasts.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// Accepts connections until the daemon drains.
+pub async fn serve(listener: TcpListener, daemon: Arc<Daemon>) {
+    loop {
+        tokio::select! {
+            _ = daemon.draining.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let daemon = Arc::clone(&daemon);
+                    tokio::spawn(connection(daemon, stream, peer));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                }
+            }
+        }
+    }
+    drop(listener);
+    tracing::info!("listener closed");
+}
+
+/// One TCP connection's HTTP phase. An upgrade hands the socket to a
+/// connection task and ends this one.
+async fn connection(daemon: Arc<Daemon>, stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let handshake_timeout = daemon.settings().config.server.handshake_timeout;
+    let service = {
+        let daemon = Arc::clone(&daemon);
+        service_fn(move |req| {
+            let daemon = Arc::clone(&daemon);
+            async move { Ok::<_, std::convert::Infallible>(http::handle(daemon, peer, req).await) }
+        })
+    };
+    // hyper only enforces the header timeout with a timer set; without it a
+    // client sending one byte at a time would hold the socket forever.
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(handshake_timeout)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(%peer, error = %e, "http connection ended");
+            }
+        }
+        _ = daemon.draining.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(handshake_timeout, conn).await;
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! A WebSocket route's upgrade request, from lookup to a running connection.
+//!
+//! The order is cheapest first, and everything is decided before the
+//! upgrade, so a refused client costs no WebSocket state:
+//! route (404) → valid upgrade (400) → origin (403) → draining (503) →
+//! authentication (401/403) → caps (429/503) → 101 and a connection task.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::{header, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use wsgate_plugin_api::{Identity, Rejection, UpgradeRequest};
+
+use super::http::client_ip;
+use super::reply::{self, Body};
+use crate::conn::{self, Accepted};
+use crate::daemon::Daemon;
+use crate::registry::{Candidate, Refusal};
+
+/// Logs and counts a refusal, then builds its answer.
+fn refuse(
+    daemon: &Daemon,
+    ip: std::net::IpAddr,
+    path: &str,
+    status: StatusCode,
+    reason: &'static str,
+    message: &str,
+) -> Response<Body> {
+    daemon.metrics.reject(reason);
+    tracing::info!(%ip, path, status = status.as_u16(), reason, "upgrade refused: {message}");
+    match status {
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
+            let after = daemon.settings().config.server.retry_after.as_secs();
+            reply::retry_later(status, reason, message, after)
+        }
+        _ => reply::error(status, reason, message),
+    }
+}
+
+pub async fn handle(
+    daemon: Arc<Daemon>,
+    peer: SocketAddr,
+    mut req: Request<Incoming>,
+) -> Response<Body> {
+    let settings = daemon.settings();
+    let ip = client_ip(
+        peer.ip(),
+        req.headers(),
+        &settings.config.server.trusted_proxies,
+    );
+    let path = req.uri().path().to_string();
+    let Some(route) = settings.route(&path).cloned() else {
+        return refuse(
+            &daemon,
+            ip,
+            &path,
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no route at this path",
+        );
+    };
+    drop(settings);
+
+    if req.method() != hyper::Method::GET || !fastwebsockets::upgrade::is_upgrade_request(&req) {
+        return refuse(
+            &daemon,
+            ip,
+            &path,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "not a WebSocket upgrade request",
+        );
+    }
+
+    if !route.allowed_origins.is_empty() {
+        let origin = req
+            .headers()
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok());
+        if !origin.is_some_and(|o| route.allowed_origins.iter().any(|a| a == o)) {
+            return refuse(
+                &daemon,
+                ip,
+                &path,
+                StatusCode::FORBIDDEN,
+                "origin",
+                "origin not allowed",
+            );
+        }
+    }
+
+    if daemon.is_draining() {
+        return refuse(
+            &daemon,
+            ip,
+            &path,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining",
+            "server is draining",
+        );
+    }
+
+    let query = req.uri().query().map(str::to_string);
+    let identity = match &route.auth {
+        None => Identity::anonymous(),
+        Some(auth) => {
+            let request = UpgradeRequest {
+                path: &path,
+                query: query.as_deref(),
+                headers: req.headers(),
+                client_ip: ip,
+            };
+            match auth.authenticate(&request).await {
+                Ok(identity) => identity,
+                Err(Rejection::Unauthorized(m)) => {
+                    return refuse(
+                        &daemon,
+                        ip,
+                        &path,
+                        StatusCode::UNAUTHORIZED,
+                        "unauthorized",
+                        &m,
+                    )
+                }
+                Err(Rejection::Forbidden(m)) => {
+                    return refuse(&daemon, ip, &path, StatusCode::FORBIDDEN, "forbidden", &m)
+                }
+            }
+        }
+    };
+
+    // The handshake answer is built before admission so that a malformed
+    // upgrade (bad key or version) is refused without taking a slot.
+    let (response, upgrade) = match fastwebsockets::upgrade::upgrade(&mut req) {
+        Ok(r) => r,
+        Err(e) => {
+            let message = format!("invalid WebSocket upgrade: {e}");
+            return refuse(
+                &daemon,
+                ip,
+                &path,
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                &message,
+            );
+        }
+    };
+
+    let settings = daemon.settings();
+    let route_key: Arc<str> = Arc::from(route.path.as_str());
+    let admitted = daemon.registry.admit(Candidate {
+        route: &route_key,
+        ip,
+        user: identity.user.as_ref(),
+        global: settings.limits(),
+        limits: &route.limits,
+    });
+    let handshake_timeout = settings.config.server.handshake_timeout;
+    drop(settings);
+    let slot = match admitted {
+        Ok(slot) => slot,
+        Err(refusal) => {
+            let (status, message) = match refusal {
+                Refusal::Total => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "server connection limit reached",
+                ),
+                Refusal::Route => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "route connection limit reached",
+                ),
+                Refusal::Ip => (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many connections from this address",
+                ),
+                Refusal::User => (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many connections for this user",
+                ),
+            };
+            return refuse(&daemon, ip, &path, status, refusal.reason(), message);
+        }
+    };
+
+    // The slot goes with the task; if the upgrade never completes, dropping
+    // it frees the place.
+    let task_daemon = Arc::clone(&daemon);
+    daemon.tasks.spawn(async move {
+        let upgraded = match tokio::time::timeout(handshake_timeout, upgrade).await {
+            Ok(Ok(ws)) => ws.into_inner().into_inner(),
+            Ok(Err(e)) => {
+                tracing::debug!(%ip, error = %e, "upgrade failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%ip, "upgrade timed out");
+                return;
+            }
+        };
+        let parts = match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => parts,
+            Err(_) => {
+                tracing::error!("upgraded connection is not a TCP stream");
+                return;
+            }
+        };
+        conn::run(
+            task_daemon,
+            Accepted {
+                stream: parts.io.into_inner(),
+                leftover: parts.read_buf,
+                slot,
+                route,
+                identity,
+                query,
+            },
+        )
+        .await;
+    });
+    response.map(|_| http_body_util::Full::new(bytes::Bytes::new()))
+}
