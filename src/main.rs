@@ -89,6 +89,7 @@ fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let settings = load(config)?;
     for w in &settings.warnings {

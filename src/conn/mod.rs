@@ -362,6 +362,11 @@ impl Task<'_> {
         if self.phase != Phase::Open {
             return;
         }
+        // What the client was already sent (queued) goes out before the
+        // close frame, unless the close request discarded the queue.
+        let mut queued = Vec::new();
+        let _ = self.conn.take(&mut queued, usize::MAX);
+        self.encode_all(wire, &mut queued);
         codec::encode_close(&mut wire.wbuf, Some(code), reason);
         self.phase = Phase::Closing {
             deadline: Instant::now() + self.daemon.settings().config.server.close_timeout,
