@@ -1,0 +1,364 @@
+//! The test harness: a real `wsgate serve` process on port 0, real
+//! WebSocket clients (tokio-tungstenite, a different implementation from the
+//! server's) and plain HTTP over loopback.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// How long a test waits for something that should happen promptly. Only a
+/// bound for failure; passing tests never wait it out.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// A running daemon; killed when dropped.
+pub struct Daemon {
+    child: Child,
+    pub addr: SocketAddr,
+    logs: Arc<Mutex<Vec<String>>>,
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+}
+
+/// Puts `listen = "127.0.0.1:0"` into a config's `[server]` table.
+pub fn with_port_zero(config: &str) -> String {
+    if config.contains("[server]") {
+        config.replacen("[server]", "[server]\nlisten = \"127.0.0.1:0\"", 1)
+    } else {
+        format!("[server]\nlisten = \"127.0.0.1:0\"\n{config}")
+    }
+}
+
+impl Daemon {
+    /// Starts `wsgate serve` with this config (port 0 is put in).
+    pub async fn start(config: &str) -> Daemon {
+        Self::start_with_env(config, &[]).await
+    }
+
+    pub async fn start_with_env(config: &str, env: &[(&str, &str)]) -> Daemon {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config_path = dir.path().join("wsgate.toml");
+        std::fs::write(&config_path, with_port_zero(config)).expect("write config");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wsgate"));
+        cmd.arg("serve")
+            .arg("-c")
+            .arg(&config_path)
+            .current_dir(dir.path())
+            .env("WSGATE_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn wsgate");
+        let stderr = child.stderr.take().expect("stderr");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let logs = Arc::clone(&logs);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    if let Some(addr) = line.split("listening on ").nth(1) {
+                        let _ = tx.send(addr.trim().to_string());
+                    }
+                    logs.lock().expect("logs").push(line);
+                }
+            });
+        }
+        let addr = tokio::task::spawn_blocking(move || rx.recv_timeout(PATIENCE))
+            .await
+            .expect("join")
+            .unwrap_or_else(|_| {
+                panic!(
+                    "wsgate did not start listening:\n{}",
+                    logs.lock().expect("logs").join("\n")
+                )
+            });
+        Daemon {
+            child,
+            addr: addr.parse().expect("listen address"),
+            logs,
+            dir,
+            config_path,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("ws://{}{}", self.addr, path)
+    }
+
+    /// Everything the daemon logged so far.
+    pub fn logs(&self) -> String {
+        self.logs.lock().expect("logs").join("\n")
+    }
+
+    /// Waits until a log line contains every one of `needles`.
+    pub async fn wait_log(&self, needles: &[&str]) {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if self
+                .logs
+                .lock()
+                .expect("logs")
+                .iter()
+                .any(|l| needles.iter().all(|n| l.contains(n)))
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no log line with {needles:?}:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Connects a WebSocket client; panics if refused.
+    pub async fn connect(&self, path: &str) -> Ws {
+        self.try_connect(path, &[])
+            .await
+            .unwrap_or_else(|(status, body)| panic!("connect {path}: refused {status}: {body}"))
+    }
+
+    /// Connects with extra headers; a refusal gives its status and body.
+    pub async fn try_connect(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Ws, (u16, String)> {
+        let mut req = self.url(path).into_client_request().expect("request");
+        for (k, v) in headers {
+            req.headers_mut().insert(
+                tungstenite::http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                v.parse().expect("value"),
+            );
+        }
+        match tokio_tungstenite::connect_async(req).await {
+            Ok((ws, _)) => Ok(ws),
+            Err(tungstenite::Error::Http(resp)) => {
+                let status = resp.status().as_u16();
+                let body = resp
+                    .body()
+                    .as_ref()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default();
+                Err((status, body))
+            }
+            Err(e) => panic!("connect {path}: {e}"),
+        }
+    }
+
+    /// A plain HTTP/1.1 request; returns status, headers (lower-case names)
+    /// and body.
+    pub async fn http(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Response {
+        let mut stream = TcpStream::connect(self.addr).await.expect("connect");
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            self.addr,
+            body.len()
+        );
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        req.push_str(body);
+        stream.write_all(req.as_bytes()).await.expect("write");
+        let mut raw = Vec::new();
+        tokio::time::timeout(PATIENCE, stream.read_to_end(&mut raw))
+            .await
+            .expect("response in time")
+            .expect("read");
+        Response::parse(&raw)
+    }
+
+    /// The value of one metric line, e.g. `wsgate_rejections_total{reason="ip_limit"}`;
+    /// 0 when the series does not exist yet.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let resp = self.http("GET", "/metrics", &[], "").await;
+        assert_eq!(resp.status, 200);
+        resp.body
+            .lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
+            .map(|v| v.trim().parse().expect("number"))
+            .unwrap_or(0.0)
+    }
+
+    /// Waits until a metric has a value.
+    pub async fn wait_metric(&self, series: &str, want: f64) {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let got = self.metric(series).await;
+            if got == want {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{series} is {got}, want {want}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Sends a signal to the daemon.
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit; returns its exit code.
+    pub async fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Response {
+    fn parse(raw: &[u8]) -> Response {
+        let text = String::from_utf8_lossy(raw);
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let mut lines = head.lines();
+        let status = lines
+            .next()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|s| s.parse().ok())
+            .expect("status line");
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        Response {
+            status,
+            headers,
+            body: body.to_string(),
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+/// The next text message as JSON (pings are answered by the client).
+pub async fn recv_json(ws: &mut Ws) -> Value {
+    loop {
+        let msg = tokio::time::timeout(PATIENCE, ws.next())
+            .await
+            .expect("a message in time")
+            .expect("stream open")
+            .expect("no error");
+        match msg {
+            Message::Text(t) => return serde_json::from_str(t.as_str()).expect("JSON"),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("expected text, got {other:?}"),
+        }
+    }
+}
+
+/// The next data message.
+pub async fn recv(ws: &mut Ws) -> Message {
+    loop {
+        let msg = tokio::time::timeout(PATIENCE, ws.next())
+            .await
+            .expect("a message in time")
+            .expect("stream open")
+            .expect("no error");
+        match msg {
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => return other,
+        }
+    }
+}
+
+pub async fn send_json(ws: &mut Ws, value: Value) {
+    ws.send(Message::text(value.to_string()))
+        .await
+        .expect("send");
+}
+
+/// Reads until the server's close frame; returns its code and reason.
+/// Data messages before it are skipped.
+pub async fn expect_close(ws: &mut Ws) -> (u16, String) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let msg = tokio::time::timeout(left, ws.next())
+            .await
+            .expect("a close frame in time");
+        match msg {
+            Some(Ok(Message::Close(Some(CloseFrame { code, reason })))) => {
+                return (u16::from(code), reason.to_string())
+            }
+            Some(Ok(Message::Close(None))) => return (1005, String::new()),
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => panic!("error before a close frame: {e}"),
+            None => panic!("stream ended without a close frame"),
+        }
+    }
+}
+
+/// Waits for a pub/sub message of a given type, skipping others.
+pub async fn recv_type(ws: &mut Ws, kind: &str) -> Value {
+    loop {
+        let v = recv_json(ws).await;
+        if v["type"] == kind {
+            return v;
+        }
+    }
+}
