@@ -24,7 +24,7 @@ async fn total_cap_refuses_with_503_and_retry_after() {
     let d = Daemon::start("[limits]\nmax_connections = 2\n").await;
     let _a = d.connect("/ws/echo").await;
     let _b = d.connect("/ws").await;
-    let (status, body) = d.try_connect("/ws/echo", &[]).await.err().expect("refused");
+    let (status, body) = d.refused("/ws/echo", &[]).await;
     assert_eq!(status, 503);
     assert!(body.contains("\"error\":\"total_limit\""), "{body}");
     let resp = d
@@ -54,7 +54,7 @@ async fn total_cap_refuses_with_503_and_retry_after() {
 async fn per_ip_cap_refuses_with_429() {
     let d = Daemon::start("[limits]\nmax_connections_per_ip = 1\n").await;
     let _a = d.connect("/ws/echo").await;
-    let (status, body) = d.try_connect("/ws/echo", &[]).await.err().expect("refused");
+    let (status, body) = d.refused("/ws/echo", &[]).await;
     assert_eq!(status, 429, "{body}");
     assert!(body.contains("ip_limit"), "{body}");
     assert_eq!(
@@ -72,7 +72,7 @@ async fn route_cap_counts_only_its_route() {
     ))
     .await;
     let _a = d.connect("/small").await;
-    let (status, body) = d.try_connect("/small", &[]).await.err().expect("refused");
+    let (status, body) = d.refused("/small", &[]).await;
     assert_eq!(status, 503);
     assert!(body.contains("route_limit"), "{body}");
     let _b = d.connect("/big").await;
@@ -102,7 +102,7 @@ async fn message_of_exactly_the_limit_passes_one_byte_more_is_1009() {
 #[tokio::test]
 async fn unknown_path_is_404_and_plain_http_on_a_route_is_400() {
     let d = Daemon::start("").await;
-    let (status, body) = d.try_connect("/nope", &[]).await.err().expect("refused");
+    let (status, body) = d.refused("/nope", &[]).await;
     assert_eq!(status, 404);
     assert!(body.contains("not_found"), "{body}");
     let resp = d.http("GET", "/ws/echo", &[], "").await;

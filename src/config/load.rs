@@ -184,7 +184,7 @@ fn locate(text: &str, path: &str) -> Option<Range<usize>> {
             (Segment::Key(k), Some(DeValue::Table(t))) => {
                 t.iter().find(|(key, _)| key.get_ref() == k).map(|(_, v)| v)
             }
-            (Segment::Index(i), Some(DeValue::Array(a))) => a.iter().nth(i),
+            (Segment::Index(i), Some(DeValue::Array(a))) => a.get(i),
             _ => None,
         };
         match next {

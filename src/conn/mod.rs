@@ -25,6 +25,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use governor::clock::MonotonicClock;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use wsgate_plugin_api::{Handler, Identity, Message, Outbound};
 
@@ -245,10 +246,6 @@ pub async fn run(daemon: Arc<Daemon>, accepted: Accepted) {
                 break;
             }
         }
-        if task.ending.is_some() && task.phase == Phase::Open {
-            break;
-        }
-
         let deadline = match task.phase {
             Phase::Open => task.timers.next(),
             Phase::Closing { deadline, .. } => Some(deadline),
@@ -282,8 +279,6 @@ pub async fn run(daemon: Arc<Daemon>, accepted: Accepted) {
         }
     }
 
-    // Best effort: tell the kernel we are done writing.
-    let _ = wire.stream.try_write(&wire.wbuf);
     if let Some(h) = handler.take() {
         h.on_close(&mut session);
     }
@@ -302,7 +297,29 @@ pub async fn run(daemon: Arc<Daemon>, accepted: Accepted) {
     } else {
         tracing::info!(conn = conn.id, route = %route.path, ip = %conn.ip, user = ?conn.user, code = ending.code, reason = %ending.reason, age = ?age, "closed");
     }
+    if let Phase::Closing { deadline, .. } = task.phase {
+        linger(&mut wire.stream, deadline).await;
+    }
     drop(slot);
+}
+
+/// After our close frame is out: send FIN, then read and discard until the
+/// client closes too (or the close deadline passes). Closing a socket with
+/// unread input makes the kernel send RST, which can destroy the close frame
+/// before the client reads it.
+async fn linger(stream: &mut TcpStream, deadline: Instant) {
+    use tokio::io::AsyncWriteExt;
+    let _ = stream.shutdown().await;
+    let mut sink = [0u8; 512];
+    let drain = async {
+        loop {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    };
+    let _ = tokio::time::timeout_at(deadline.into(), drain).await;
 }
 
 /// Closes that end at once, without waiting for the client's close frame.
@@ -417,15 +434,7 @@ impl Task<'_> {
             // Hold no read buffer while idle.
             wire.rbuf = BytesMut::new();
         }
-        !(self.peer_close.is_some()
-            && matches!(
-                self.phase,
-                Phase::Closing {
-                    wait_peer: true,
-                    ..
-                }
-            )
-            && wire.wbuf.is_empty())
+        true
     }
 
     /// Handles every complete frame in the read buffer.
@@ -593,10 +602,12 @@ impl Task<'_> {
         } else if due(self.timers.lifetime_due) {
             self.start_close(wire, close::MAX_LIFETIME, "max lifetime reached", true);
         } else if due(self.timers.next_ping) {
-            let micros = self.conn.started.elapsed().as_micros() as u64;
-            self.timers.ping_payload = micros.to_be_bytes();
-            codec::encode(&mut wire.wbuf, OpCode::Ping, &self.timers.ping_payload);
+            // One ping at a time: its payload identifies the pong that
+            // answers it, and the pong deadline runs from it.
             if self.timers.pong_due.is_none() {
+                let micros = self.conn.started.elapsed().as_micros() as u64;
+                self.timers.ping_payload = micros.to_be_bytes();
+                codec::encode(&mut wire.wbuf, OpCode::Ping, &self.timers.ping_payload);
                 self.timers.pong_due = Some(now + limits.pong_timeout);
             }
             self.timers.next_ping = after(now, limits.ping_interval);

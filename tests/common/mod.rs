@@ -165,6 +165,14 @@ impl Daemon {
         }
     }
 
+    /// Connects expecting a refusal; returns its status and body.
+    pub async fn refused(&self, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+        match self.try_connect(path, headers).await {
+            Ok(_) => panic!("connect {path}: expected a refusal, got a connection"),
+            Err(r) => r,
+        }
+    }
+
     /// A plain HTTP/1.1 request; returns status, headers (lower-case names)
     /// and body.
     pub async fn http(

@@ -62,11 +62,11 @@ impl OptionsError {
     /// Use `#[serde(deny_unknown_fields)]` on `T`: an unknown key is then an
     /// error with its name in the message.
     pub fn parse<T: serde::de::DeserializeOwned>(options: &Table) -> Result<T, OptionsError> {
-        T::deserialize(toml::Value::Table(options.clone())).map_err(|e| {
-            let message = e.message().trim().to_string();
+        serde_path_to_error::deserialize(toml::Value::Table(options.clone())).map_err(|e| {
+            let path = e.path().to_string();
             OptionsError {
-                path: None,
-                message,
+                path: (path != ".").then_some(path),
+                message: e.into_inner().message().trim().to_string(),
             }
         })
     }
@@ -467,6 +467,39 @@ mod tests {
             request(&headers, Some("access_token=")).bearer_token(),
             None
         );
+    }
+
+    #[test]
+    fn option_errors_carry_the_key_path() {
+        #[derive(serde::Deserialize, Debug)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Opts {
+            inner: Inner,
+        }
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Inner {
+            n: u32,
+        }
+        let table: Table = "inner = { n = \"x\" }".parse().expect("toml");
+        let err = OptionsError::parse::<Opts>(&table).expect_err("wrong type");
+        assert_eq!(err.path.as_deref(), Some("inner.n"));
+    }
+
+    #[test]
+    fn topics_are_checked() {
+        assert!(check_topic("a.b-c_d").is_ok());
+        for bad in [
+            "",
+            "a..b",
+            "a.*",
+            "a b",
+            "x>",
+            &"a".repeat(MAX_TOPIC_LEN + 1),
+        ] {
+            assert!(check_topic(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

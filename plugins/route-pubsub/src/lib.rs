@@ -267,7 +267,6 @@ fn parse_patterns(key: &str, patterns: &[String]) -> Result<Box<[Pattern]>, Opti
         .collect()
 }
 
-/// Checks a topic from a client; the error is the reason.
 // ---------------------------------------------------------------------------
 // Wire types
 // ---------------------------------------------------------------------------
