@@ -163,9 +163,13 @@ pub async fn run(daemon: Arc<Daemon>, accepted: Accepted) {
         query,
         max_subscriptions: limits.max_subscriptions,
     };
+    // `leftover` is a slice of hyper's 8 KiB read buffer: copy what the
+    // client sent and let go of it, or every connection keeps that buffer.
+    let rbuf = BytesMut::from(&leftover[..]);
+    drop(leftover);
     let mut wire = Wire {
         stream,
-        rbuf: BytesMut::from(&leftover[..]),
+        rbuf,
         wbuf: BytesMut::new(),
         decoder: Decoder::new(),
         need: 0,

@@ -500,6 +500,16 @@ impl PubSub {
                 )
             }
         };
+        // Derived structs also read JSON arrays positionally; the protocol
+        // is objects only.
+        if !text.trim_start().starts_with('{') {
+            return send_error(
+                session,
+                Code::BadRequest,
+                "invalid message: expected a JSON object",
+                None,
+            );
+        }
         let request: Request<'_> = match serde_json::from_str(text) {
             Ok(request) => request,
             Err(e) => return Self::reject(session, text, &e),
