@@ -6,8 +6,9 @@
 //! - the drain signal, which flows down to the accept loop and every
 //!   connection, and the tracker through which completion flows back up.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -18,6 +19,7 @@ use crate::config::Settings;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
+use crate::reload;
 
 pub struct Daemon {
     settings: ArcSwap<Settings>,
@@ -34,10 +36,13 @@ pub struct Daemon {
     pub draining: CancellationToken,
     /// Every connection task, so that shutdown can wait for them.
     pub tasks: TaskTracker,
+    /// The config file reloads read (`None`: built-in defaults).
+    pub config_path: Option<PathBuf>,
+    reload_status: Mutex<Option<reload::Status>>,
 }
 
 impl Daemon {
-    pub fn new(settings: Settings) -> Arc<Self> {
+    pub fn new(settings: Settings, config_path: Option<PathBuf>) -> Arc<Self> {
         let metrics = Arc::new(Metrics::new());
         Arc::new(Self {
             settings: ArcSwap::from_pointee(settings),
@@ -49,7 +54,21 @@ impl Daemon {
             started_at: SystemTime::now(),
             draining: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            config_path,
+            reload_status: Mutex::new(None),
         })
+    }
+
+    /// The last reload's outcome.
+    pub fn reload_status(&self) -> Option<reload::Status> {
+        self.reload_status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn set_reload_status(&self, status: reload::Status) {
+        *self.reload_status.lock().unwrap_or_else(|e| e.into_inner()) = Some(status);
     }
 
     /// The config in force.

@@ -12,14 +12,22 @@
 //! - [`hub`]: topics and fan-out that never waits on one socket.
 //! - [`conn`]: one connection's life: frames, send queue, timers, close codes.
 //! - [`metrics`]: the Prometheus exposition.
+//! - [`reload`]: validate aside, diff, swap once, enforce tightened caps.
+//! - [`control`]: the one loop that reloads and drains, fed by
+//!   [`signals`], [`watch`] (config file edits) and the admin socket.
+//! - [`systemd`]: sd_notify readiness, reload, stop, status and watchdog.
 //! - [`daemon`]: the shared state that ties them together.
 
 pub mod config;
 pub mod conn;
+pub mod control;
 pub mod daemon;
 pub mod hub;
 pub mod metrics;
 pub mod plugins;
 pub mod registry;
+pub mod reload;
 pub mod server;
-pub mod shutdown;
+pub mod signals;
+pub mod systemd;
+pub mod watch;

@@ -8,9 +8,14 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use wsgate::config::Settings;
 use wsgate::daemon::Daemon;
+use wsgate::{control, signals, systemd};
 
 /// The config file used when `-c` is not given, if it exists.
 const DEFAULT_CONFIG: &str = "etc/wsgate.toml";
+
+/// Control commands waiting for the control loop (signals, file changes,
+/// admin requests); senders wait when it is full.
+const CONTROL_QUEUE: usize = 64;
 
 #[derive(Parser)]
 #[command(
@@ -70,16 +75,12 @@ fn check(path: &Path) -> ExitCode {
     }
 }
 
-fn load(config: Option<PathBuf>) -> anyhow::Result<Settings> {
-    let path = config.or_else(|| {
+/// The config file to use: `-c`, else `etc/wsgate.toml` if present.
+fn config_path(config: Option<PathBuf>) -> Option<PathBuf> {
+    config.or_else(|| {
         let default = PathBuf::from(DEFAULT_CONFIG);
         default.exists().then_some(default)
-    });
-    let settings = match &path {
-        Some(p) => Settings::load(p),
-        None => Settings::builtin(),
-    };
-    settings.map_err(|e| anyhow::anyhow!("invalid config:\n{e}"))
+    })
 }
 
 fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
@@ -91,7 +92,12 @@ fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let settings = load(config)?;
+    let path = config_path(config);
+    let settings = match &path {
+        Some(p) => Settings::load(p),
+        None => Settings::builtin(),
+    }
+    .map_err(|e| anyhow::anyhow!("invalid config:\n{e}"))?;
     for w in &settings.warnings {
         tracing::warn!("{w}");
     }
@@ -99,18 +105,38 @@ fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(async move {
-        let listen = settings.config.server.listen;
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("cannot listen on {listen}"))?;
-        let local = listener.local_addr().context("listener address")?;
-        tracing::info!(file = %settings.file, routes = settings.routes.len(), "config loaded");
-        let daemon = Daemon::new(settings);
-        tracing::info!("listening on {local}");
-        let server = tokio::spawn(wsgate::server::serve(listener, Arc::clone(&daemon)));
-        wsgate::shutdown::run(Arc::clone(&daemon)).await;
-        let _ = server.await;
-        Ok(())
-    })
+    runtime.block_on(run(settings, path))
+}
+
+async fn run(settings: Settings, path: Option<PathBuf>) -> anyhow::Result<()> {
+    let server = &settings.config.server;
+    let listen = server.listen;
+    let (watch_config, debounce) = (server.watch_config, server.reload_debounce);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let local = listener.local_addr().context("listener address")?;
+    tracing::info!(file = %settings.file, routes = settings.routes.len(), "config loaded");
+
+    let daemon = Daemon::new(settings, path.clone());
+    let (control, commands) = tokio::sync::mpsc::channel(CONTROL_QUEUE);
+    signals::forward(control.clone()).context("cannot install signal handlers")?;
+    let _watcher = match (&path, watch_config) {
+        (Some(p), true) => Some(
+            wsgate::watch::watch(p, debounce, control.clone())
+                .with_context(|| format!("cannot watch {}", p.display()))?,
+        ),
+        _ => None,
+    };
+
+    let server = tokio::spawn(wsgate::server::serve(listener, Arc::clone(&daemon)));
+    tracing::info!("listening on {local}");
+    systemd::ready();
+    systemd::status(&daemon);
+    systemd::spawn_watchdog(Arc::clone(&daemon));
+
+    control::run(Arc::clone(&daemon), commands).await;
+    let _ = server.await;
+    tracing::info!("stopped");
+    Ok(())
 }

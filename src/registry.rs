@@ -71,10 +71,20 @@ pub enum Offer {
     Closing,
 }
 
+/// A graceful drain of one connection: tell the client when to come back,
+/// then close with 1001 at `close_at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drain {
+    pub close_at: Instant,
+    pub reconnect_after_ms: u64,
+}
+
 #[derive(Default)]
 struct Queue {
     items: VecDeque<Outbound>,
     close: Option<CloseRequest>,
+    /// Taken by the connection task once it has acted on it.
+    drain: Option<Drain>,
 }
 
 /// Live counters of one connection, updated by its task without locks.
@@ -156,6 +166,27 @@ impl Conn {
         drop(q);
         self.wake.notify_one();
         true
+    }
+
+    /// Asks the connection to drain (ignored once it is closing).
+    pub fn request_drain(&self, drain: Drain) {
+        let mut q = lock(&self.queue);
+        if q.close.is_some() {
+            return;
+        }
+        q.drain = Some(drain);
+        drop(q);
+        self.wake.notify_one();
+    }
+
+    /// The drain request, once.
+    pub(crate) fn take_drain(&self) -> Option<Drain> {
+        lock(&self.queue).drain.take()
+    }
+
+    /// Wakes the connection task so that it re-reads its limits.
+    pub fn nudge(&self) {
+        self.wake.notify_one();
     }
 
     /// Moves queued messages out (up to `max`), and the close request once

@@ -9,6 +9,7 @@
 //! A [`Settings`] is immutable; a reload builds a new one aside and swaps it
 //! in at one point, so no connection ever sees a half-applied config.
 
+pub mod diff;
 pub mod load;
 pub mod schema;
 pub mod settings;

@@ -82,6 +82,20 @@ pub struct ServerConfig {
     /// handshake before exiting anyway.
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
+    /// A drain closes connections spread evenly over this window (0 = all
+    /// at once), so that clients do not stampede the next instance.
+    #[serde(with = "humantime_serde")]
+    pub drain_spread: Duration,
+    /// Pub/sub clients are told to reconnect after a delay spread evenly
+    /// over this window (`{"type":"shutdown","reconnect_after_ms":N}`).
+    #[serde(with = "humantime_serde")]
+    pub reconnect_window: Duration,
+    /// Reload when the config file (or anything in its directory) changes.
+    pub watch_config: bool,
+    /// How long the config directory must be quiet after a change before
+    /// the reload runs (editors write in bursts).
+    #[serde(with = "humantime_serde")]
+    pub reload_debounce: Duration,
     /// The `Retry-After` sent with 429 and 503 refusals (whole seconds).
     #[serde(with = "humantime_serde")]
     pub retry_after: Duration,
@@ -98,6 +112,10 @@ impl Default for ServerConfig {
             close_timeout: Duration::from_secs(2),
             retry_after: Duration::from_secs(1),
             drain_timeout: Duration::from_secs(30),
+            drain_spread: Duration::from_secs(2),
+            reconnect_window: Duration::from_secs(10),
+            watch_config: true,
+            reload_debounce: Duration::from_millis(100),
             trusted_proxies: Vec::new(),
         }
     }
@@ -247,6 +265,9 @@ limits! {
     /// Outbound messages buffered per connection; when full, the connection
     /// is a slow consumer and is closed with 4002.
     send_queue: usize = 1024, ;
+    /// On reload, close connections over a tightened cap with 4006 (oldest
+    /// first). Off: tightened caps apply to new connections only.
+    enforce_on_reload: bool = false, ;
 }
 
 /// One `[[routes]]` entry.

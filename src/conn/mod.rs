@@ -76,6 +76,8 @@ struct Timers {
     ping_payload: [u8; 8],
     idle_due: Option<Instant>,
     lifetime_due: Option<Instant>,
+    /// When a drain closes this connection with 1001.
+    drain_due: Option<Instant>,
 }
 
 fn after(now: Instant, d: Duration) -> Option<Instant> {
@@ -90,6 +92,7 @@ impl Timers {
             ping_payload: [0; 8],
             idle_due: after(started, limits.idle_timeout),
             lifetime_due: after(started, limits.max_lifetime),
+            drain_due: None,
         }
     }
 
@@ -110,6 +113,7 @@ impl Timers {
             self.pong_due,
             self.idle_due,
             self.lifetime_due,
+            self.drain_due,
         ]
         .into_iter()
         .flatten()
@@ -193,6 +197,13 @@ pub async fn run(daemon: Arc<Daemon>, accepted: Accepted) {
             None
         }
     };
+    // Admitted while a drain was starting: go at once.
+    if daemon.is_draining() {
+        conn.request_drain(crate::registry::Drain {
+            close_at: Instant::now(),
+            reconnect_after_ms: 0,
+        });
+    }
     // A client that sent frames right behind its upgrade request.
     if !wire.rbuf.is_empty() {
         task.process(&mut wire, &mut handler, &mut session, &limits);
@@ -217,8 +228,23 @@ pub async fn run(daemon: Arc<Daemon>, accepted: Accepted) {
             }
         }
 
+        if task.phase == Phase::Open {
+            if let Some(drain) = conn.take_drain() {
+                if let Some(h) = handler.as_mut() {
+                    h.on_shutdown(&mut session, drain.reconnect_after_ms);
+                }
+                task.timers.drain_due = Some(drain.close_at);
+            }
+        }
+        // Whether the queue may still hold work that was not taken (the
+        // write buffer was full, or a whole batch was taken): then the loop
+        // goes round again as soon as the buffer has room, instead of
+        // waiting for a wake-up that was already spent.
+        let mut backlog = task.phase == Phase::Open && wire.wbuf.len() >= WRITE_BATCH;
         if task.phase == Phase::Open && wire.wbuf.len() < WRITE_BATCH {
-            if let Some(request) = conn.take(&mut scratch, TAKE_BATCH) {
+            let request = conn.take(&mut scratch, TAKE_BATCH);
+            backlog = scratch.len() == TAKE_BATCH;
+            if let Some(request) = request {
                 task.encode_all(&mut wire, &mut scratch);
                 task.start_close(
                     &mut wire,
@@ -249,6 +275,9 @@ pub async fn run(daemon: Arc<Daemon>, accepted: Accepted) {
             {
                 break;
             }
+        }
+        if backlog && wire.wbuf.len() < WRITE_BATCH {
+            continue;
         }
         let deadline = match task.phase {
             Phase::Open => task.timers.next(),
@@ -599,7 +628,9 @@ impl Task<'_> {
             return now < deadline;
         }
         let due = |t: Option<Instant>| t.is_some_and(|t| t <= now);
-        if due(self.timers.pong_due) {
+        if due(self.timers.drain_due) {
+            self.start_close(wire, close::GOING_AWAY, "server shutting down", true);
+        } else if due(self.timers.pong_due) {
             self.start_close(wire, close::HEARTBEAT_TIMEOUT, "no pong in time", false);
         } else if due(self.timers.idle_due) {
             self.start_close(wire, close::IDLE_TIMEOUT, "idle timeout", true);

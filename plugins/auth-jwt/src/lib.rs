@@ -782,7 +782,10 @@ mod tests {
             build_err(&inline("leeway_secs = 86401")).path.as_deref(),
             Some("leeway_secs")
         );
-        assert!(build_err(&inline("leeway_secs = -1")).path.is_none());
+        assert_eq!(
+            build_err(&inline("leeway_secs = -1")).path.as_deref(),
+            Some("leeway_secs")
+        );
         assert_eq!(
             build_err(&inline("user_claim = \"\"")).path.as_deref(),
             Some("user_claim")

@@ -1,0 +1,258 @@
+//! Timers and flow limits, each driven past its bound: idle timeout (4003),
+//! pong timeout (4004), max lifetime (4005), the inbound rate limit (drop,
+//! or close with 1008) and the slow-consumer send queue (4002). Every test
+//! checks what the client sees and the metric that counts it.
+
+mod common;
+use common::*;
+
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+
+/// An echo route at `/ws/echo` with extra `[routes.limits]` lines.
+fn echo_route(limits: &str) -> String {
+    format!("[[routes]]\npath = \"/ws/echo\"\nrouter = \"echo\"\n[routes.limits]\n{limits}")
+}
+
+/// Sends a text message and checks that it comes straight back.
+async fn echo(ws: &mut Ws, text: &str) {
+    ws.send(Message::text(text)).await.expect("send");
+    assert_eq!(recv(ws).await, Message::text(text));
+}
+
+/// Expects the server's close frame, then completes the close handshake:
+/// tokio-tungstenite sends its reply on the next poll, and the server then
+/// hangs up and counts the close (instead of after `close_timeout`).
+async fn expect_close_and_reply(ws: &mut Ws) -> (u16, String) {
+    let got = expect_close(ws).await;
+    let end = tokio::time::timeout(PATIENCE, ws.next())
+        .await
+        .expect("the server hangs up in time");
+    assert!(
+        !matches!(end, Some(Ok(_))),
+        "a message after the close frame: {end:?}"
+    );
+    got
+}
+
+#[tokio::test]
+async fn idle_timeout_closes_a_silent_client_with_4003_but_not_an_active_one() {
+    let d = Daemon::start(&echo_route("idle_timeout = \"300ms\"\n")).await;
+    let started = Instant::now();
+    let mut silent = d.connect("/ws/echo").await;
+    let mut active = d.connect("/ws/echo").await;
+
+    let silent_side = async {
+        let (code, reason) = expect_close_and_reply(&mut silent).await;
+        (code, reason, started.elapsed())
+    };
+    let active_side = async {
+        // Every 100 ms for 600 ms: twice the idle timeout in all.
+        for i in 0..6 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            echo(&mut active, &format!("tick {i}")).await;
+        }
+    };
+    let ((code, reason, after), ()) = tokio::join!(silent_side, active_side);
+    assert_eq!(code, 4003, "{reason}");
+    assert!(
+        after >= Duration::from_millis(300),
+        "closed after {after:?}"
+    );
+    d.wait_metric("wsgate_closes_total{code=\"4003\"}", 1.0)
+        .await;
+
+    // Still open and still served, after 600 ms of activity.
+    echo(&mut active, "still here").await;
+    assert_eq!(d.metric("wsgate_closes_total{code=\"4003\"}").await, 1.0);
+
+    // Its timer counts from its last message: silence now closes it too.
+    let last = Instant::now();
+    let (code, _) = expect_close_and_reply(&mut active).await;
+    assert_eq!(code, 4003);
+    assert!(last.elapsed() >= Duration::from_millis(300));
+    d.wait_metric("wsgate_closes_total{code=\"4003\"}", 2.0)
+        .await;
+}
+
+#[tokio::test]
+async fn pong_timeout_closes_a_client_that_never_reads_with_4004() {
+    let d = Daemon::start(&echo_route(
+        "ping_interval = \"100ms\"\npong_timeout = \"200ms\"\n",
+    ))
+    .await;
+    let mut deaf = d.connect("/ws/echo").await;
+    let mut live = d.connect("/ws/echo").await;
+
+    let deaf_side = async {
+        // Not reading means tokio-tungstenite answers no ping.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        expect_close(&mut deaf).await
+    };
+    let live_side = async {
+        // Reading answers each ping (the pong goes out on the next read).
+        let until = tokio::time::Instant::now() + Duration::from_millis(800);
+        let mut pings = 0;
+        loop {
+            match tokio::time::timeout_at(until, live.next()).await {
+                Err(_) => break,
+                Ok(Some(Ok(Message::Ping(_)))) => pings += 1,
+                Ok(other) => panic!("expected only pings, got {other:?}"),
+            }
+        }
+        pings
+    };
+    let ((code, reason), pings) = tokio::join!(deaf_side, live_side);
+    assert_eq!(code, 4004, "{reason}");
+    assert!(pings >= 3, "only {pings} pings in 800 ms");
+    d.wait_metric("wsgate_closes_total{code=\"4004\"}", 1.0)
+        .await;
+
+    echo(&mut live, "alive").await;
+    assert_eq!(d.metric("wsgate_closes_total{code=\"4004\"}").await, 1.0);
+}
+
+#[tokio::test]
+async fn max_lifetime_closes_even_an_active_client_with_4005() {
+    let d = Daemon::start(&echo_route("max_lifetime = \"300ms\"\n")).await;
+    let started = Instant::now();
+    let mut ws = d.connect("/ws/echo").await;
+    for i in 0..2 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        echo(&mut ws, &format!("busy {i}")).await;
+    }
+    let (code, reason) = expect_close_and_reply(&mut ws).await;
+    assert_eq!(code, 4005, "{reason}");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    d.wait_metric("wsgate_closes_total{code=\"4005\"}", 1.0)
+        .await;
+}
+
+const RATE_LIMIT: &str = "[limits]\nmessages_per_second = 1\nmessage_burst = 2\n";
+
+#[tokio::test]
+async fn rate_limit_drop_answers_rate_limited_and_keeps_the_connection() {
+    let d = Daemon::start(RATE_LIMIT).await;
+    let mut ws = d.connect("/ws").await;
+    assert_eq!(recv_json(&mut ws).await["type"], "welcome");
+    let sent = Instant::now();
+    for _ in 0..5 {
+        send_json(&mut ws, json!({"type": "ping"})).await;
+    }
+    for _ in 0..2 {
+        assert_eq!(recv_json(&mut ws).await, json!({"type": "pong"}));
+    }
+    for _ in 0..3 {
+        let v = recv_json(&mut ws).await;
+        assert_eq!(v["type"], "error", "{v}");
+        assert_eq!(v["code"], "rate_limited", "{v}");
+    }
+    assert_eq!(
+        d.metric("wsgate_rate_limited_messages_total{action=\"dropped\"}")
+            .await,
+        3.0
+    );
+
+    // One token comes back per second.
+    tokio::time::sleep(Duration::from_millis(1100).saturating_sub(sent.elapsed())).await;
+    send_json(&mut ws, json!({"type": "ping", "id": 6})).await;
+    assert_eq!(recv_json(&mut ws).await, json!({"type": "pong", "id": 6}));
+    assert_eq!(
+        d.metric("wsgate_rate_limited_messages_total{action=\"dropped\"}")
+            .await,
+        3.0
+    );
+    let metrics = d.http("GET", "/metrics", &[], "").await.body;
+    assert!(!metrics.contains("wsgate_closes_total{"), "{metrics}");
+}
+
+#[tokio::test]
+async fn rate_limit_close_closes_with_1008() {
+    let d = Daemon::start(&format!("{RATE_LIMIT}on_rate_limit = \"close\"\n")).await;
+    let mut ws = d.connect("/ws").await;
+    assert_eq!(recv_json(&mut ws).await["type"], "welcome");
+    for _ in 0..5 {
+        send_json(&mut ws, json!({"type": "ping"})).await;
+    }
+    for _ in 0..2 {
+        assert_eq!(recv_json(&mut ws).await, json!({"type": "pong"}));
+    }
+    let (code, reason) = expect_close_and_reply(&mut ws).await;
+    assert_eq!(code, 1008, "{reason}");
+    d.wait_metric("wsgate_closes_total{code=\"1008\"}", 1.0)
+        .await;
+    assert_eq!(
+        d.metric("wsgate_rate_limited_messages_total{action=\"closed\"}")
+            .await,
+        1.0
+    );
+}
+
+const PUBLISHES: usize = 300;
+
+/// A publication's data: its sequence number and ~32 KiB of padding.
+fn payload(seq: usize) -> serde_json::Value {
+    json!({"seq": seq, "pad": "x".repeat(32 * 1024)})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_consumer_is_closed_with_4002_and_the_reader_gets_everything() {
+    let d = Daemon::start(
+        "[server]\nclose_timeout = \"10s\"\n[api]\nkeys = [\"k\"]\n[limits]\nsend_queue = 8\n",
+    )
+    .await;
+    let mut reader = d.connect("/ws").await;
+    let mut slow = d.connect("/ws").await;
+    for ws in [&mut reader, &mut slow] {
+        send_json(ws, json!({"type": "subscribe", "topics": ["t"]})).await;
+        recv_type(ws, "subscribed").await;
+    }
+
+    let reading = tokio::spawn(async move {
+        let mut seen = 0;
+        while seen < PUBLISHES {
+            let v = recv_json(&mut reader).await;
+            assert_eq!(v["type"], "message", "{v}");
+            assert_eq!(v["topic"], "t");
+            assert_eq!(v["data"]["seq"], seen, "out of order");
+            assert_eq!(v["data"]["pad"].as_str().map(str::len), Some(32 * 1024));
+            seen += 1;
+        }
+        (reader, seen)
+    });
+
+    let auth = [
+        ("Authorization", "Bearer k"),
+        ("Content-Type", "application/json"),
+    ];
+    let mut delivered = 0;
+    for seq in 0..PUBLISHES {
+        let body = json!({"topic": "t", "data": payload(seq)}).to_string();
+        let resp = d.http("POST", "/api/publish", &auth, &body).await;
+        assert_eq!(resp.status, 200, "publish {seq}: {}", resp.body);
+        delivered += resp.json()["delivered"].as_u64().expect("delivered");
+    }
+    let (mut reader, seen) = tokio::time::timeout(PATIENCE, reading)
+        .await
+        .expect("reader in time")
+        .expect("reader task");
+    assert_eq!(seen, PUBLISHES);
+    assert!(
+        delivered < 2 * PUBLISHES as u64,
+        "the slow one took all {delivered}"
+    );
+    assert!(delivered > PUBLISHES as u64, "the slow one took none");
+
+    let (code, reason) = expect_close(&mut slow).await;
+    assert_eq!(code, 4002, "{reason}");
+    d.wait_metric("wsgate_closes_total{code=\"4002\"}", 1.0)
+        .await;
+    assert_eq!(d.metric("wsgate_slow_consumer_closes_total").await, 1.0);
+
+    // The reader is untouched.
+    send_json(&mut reader, json!({"type": "ping"})).await;
+    assert_eq!(recv_json(&mut reader).await, json!({"type": "pong"}));
+}
