@@ -63,11 +63,13 @@ pub async fn run(daemon: Arc<Daemon>, mut rx: mpsc::Receiver<Control>) {
                     Some(_) => {
                         tracing::warn!(signal, "second stop signal: closing every connection now");
                         stop_now(&daemon).await;
+                        daemon.stopped.cancel();
                         return;
                     }
                 },
             },
             _ = async { if let Some(h) = draining.as_mut() { let _ = h.await; } }, if draining.is_some() => {
+                daemon.stopped.cancel();
                 return;
             }
         }

@@ -31,9 +31,11 @@ pub struct Daemon {
     pub metrics: Arc<Metrics>,
     pub started: Instant,
     pub started_at: SystemTime,
-    /// Cancelled when the daemon starts draining: the listener closes and
-    /// `/readyz` answers 503.
+    /// Cancelled when the daemon starts draining: upgrades are refused with
+    /// 503 and `/readyz` answers 503.
     pub draining: CancellationToken,
+    /// Cancelled when the drain is over: the listener closes.
+    pub stopped: CancellationToken,
     /// Every connection task, so that shutdown can wait for them.
     pub tasks: TaskTracker,
     /// The config file reloads read (`None`: built-in defaults).
@@ -53,6 +55,7 @@ impl Daemon {
             started: Instant::now(),
             started_at: SystemTime::now(),
             draining: CancellationToken::new(),
+            stopped: CancellationToken::new(),
             tasks: TaskTracker::new(),
             config_path,
             reload_status: Mutex::new(None),

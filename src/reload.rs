@@ -71,7 +71,8 @@ fn record_error(daemon: &Daemon, origin: &str, dry_run: bool, e: ConfigError) ->
     if dry_run {
         return e;
     }
-    tracing::error!(origin, "reload refused; the running config stays:\n{e}");
+    let one_line = e.to_string().replace('\n', "; ");
+    tracing::error!(origin, error = %one_line, "reload refused; the running config stays");
     daemon
         .metrics
         .config_reloads

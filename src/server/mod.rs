@@ -1,9 +1,11 @@
 //! The listener: accept, HTTP/1.1, and the hand-off of upgraded sockets.
 //!
 //! [`serve`] is a function of a bound listener and the daemon state, so
-//! tests bind port 0 and the binary binds the configured address. It returns
-//! when the daemon starts draining (the listener is closed at once, so new
-//! clients are refused by the kernel rather than queued).
+//! tests bind port 0 and the binary binds the configured address.
+//!
+//! While the daemon drains, the listener stays open so that load balancers
+//! read `/readyz` = 503 (rather than a refused connection) and new upgrades
+//! get a 503; it closes when the drain is over.
 
 mod http;
 mod reply;
@@ -24,11 +26,11 @@ use crate::daemon::Daemon;
 /// does not spin while the condition lasts.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
-/// Accepts connections until the daemon drains.
+/// Accepts connections until the daemon has stopped.
 pub async fn serve(listener: TcpListener, daemon: Arc<Daemon>) {
     loop {
         tokio::select! {
-            _ = daemon.draining.cancelled() => break,
+            _ = daemon.stopped.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let daemon = Arc::clone(&daemon);
@@ -71,7 +73,7 @@ async fn connection(daemon: Arc<Daemon>, stream: TcpStream, peer: SocketAddr) {
                 tracing::debug!(%peer, error = %e, "http connection ended");
             }
         }
-        _ = daemon.draining.cancelled() => {
+        _ = daemon.stopped.cancelled() => {
             conn.as_mut().graceful_shutdown();
             let _ = tokio::time::timeout(handshake_timeout, conn).await;
         }

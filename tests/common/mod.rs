@@ -227,6 +227,29 @@ impl Daemon {
         }
     }
 
+    /// Rewrites the config file in place (port 0 is put in again; the
+    /// listener keeps its address).
+    pub fn write_config(&self, config: &str) {
+        std::fs::write(&self.config_path, with_port_zero(config)).expect("write config");
+    }
+
+    /// Replaces the config file the way editors do: write a temporary file,
+    /// then rename it over the old one.
+    pub fn replace_config(&self, config: &str) {
+        let tmp = self.dir.path().join(".wsgate.toml.tmp");
+        std::fs::write(&tmp, with_port_zero(config)).expect("write temp");
+        std::fs::rename(&tmp, &self.config_path).expect("rename");
+    }
+
+    /// Waits until `wsgate_config_reloads_total{result}` reaches `n`.
+    pub async fn wait_reloads(&self, result: &str, n: f64) {
+        self.wait_metric(
+            &format!("wsgate_config_reloads_total{{result=\"{result}\"}}"),
+            n,
+        )
+        .await
+    }
+
     /// Sends a signal to the daemon.
     pub fn signal(&self, sig: &str) {
         let status = Command::new("kill")
