@@ -62,9 +62,9 @@ async fn sigterm_drains_every_connection_and_exits_zero() {
 
 #[tokio::test]
 async fn a_second_signal_closes_everything_at_once() {
-    let mut d = Daemon::start(concat!(
+    let mut d = Daemon::start(
         "[server]\ndrain_spread = \"60s\"\ndrain_timeout = \"120s\"\nclose_timeout = \"500ms\"\n",
-    ))
+    )
     .await;
     let mut a = d.connect("/ws/echo").await;
     let mut b = d.connect("/ws/echo").await;
