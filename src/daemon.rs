@@ -12,9 +12,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::admin::protocol::Event;
 use crate::config::Settings;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
@@ -41,11 +43,14 @@ pub struct Daemon {
     /// The config file reloads read (`None`: built-in defaults).
     pub config_path: Option<PathBuf>,
     reload_status: Mutex<Option<reload::Status>>,
+    /// Events for admin `watch` clients (bounded; laggards lose the oldest).
+    events: broadcast::Sender<Event>,
 }
 
 impl Daemon {
     pub fn new(settings: Settings, config_path: Option<PathBuf>) -> Arc<Self> {
         let metrics = Arc::new(Metrics::new());
+        let (events, _) = broadcast::channel(settings.config.server.admin_watch_buffer);
         Arc::new(Self {
             settings: ArcSwap::from_pointee(settings),
             generation: AtomicU64::new(0),
@@ -59,7 +64,20 @@ impl Daemon {
             tasks: TaskTracker::new(),
             config_path,
             reload_status: Mutex::new(None),
+            events,
         })
+    }
+
+    /// Publishes an event to `watch` clients; builds it only if one listens.
+    pub fn emit(&self, event: impl FnOnce() -> Event) {
+        if self.events.receiver_count() > 0 {
+            let _ = self.events.send(event());
+        }
+    }
+
+    /// A new `watch` subscription.
+    pub fn events(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
     }
 
     /// The last reload's outcome.

@@ -2,6 +2,7 @@
 //!
 //! The parts, each in one place:
 //!
+//! - [`admin`]: the admin protocol, its unix socket and what it shows.
 //! - [`config`]: the TOML schema with every limit and its default, parsing
 //!   with precise errors, validation into [`config::Settings`].
 //! - [`plugins`]: the built-in authenticators and routers, by name (the
@@ -18,6 +19,11 @@
 //! - [`systemd`]: sd_notify readiness, reload, stop, status and watchdog.
 //! - [`daemon`]: the shared state that ties them together.
 
+/// The config file `wsgate serve` and `wsgate ctl` use when none is given,
+/// if it exists (relative to the current directory).
+pub const DEFAULT_CONFIG: &str = "etc/wsgate.toml";
+
+pub mod admin;
 pub mod config;
 pub mod conn;
 pub mod control;

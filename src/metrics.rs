@@ -3,6 +3,9 @@
 //! Per-message counters are unlabelled atomics; labelled families are only
 //! touched once per connection (accept, reject, close) or per publish.
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -39,9 +42,20 @@ pub struct ResultLabel {
     pub result: &'static str,
 }
 
+/// Counts by label, kept beside the Prometheus families (which cannot be
+/// read back) for the admin `stats`.
+#[derive(Debug, Clone, Default)]
+pub struct Tallies {
+    pub rejections: BTreeMap<&'static str, u64>,
+    pub closes: BTreeMap<u16, u64>,
+    pub publishes: BTreeMap<&'static str, u64>,
+    pub rate_limited: BTreeMap<&'static str, u64>,
+}
+
 /// Every metric the daemon exports.
 pub struct Metrics {
     registry: Registry,
+    tallies: Mutex<Tallies>,
     pub connections_open: Family<RouteLabel, Gauge>,
     pub connections_accepted: Family<RouteLabel, Counter>,
     pub rejections: Family<ReasonLabel, Counter>,
@@ -79,6 +93,7 @@ impl Metrics {
             rate_limited: Family::default(),
             config_reloads: Family::default(),
             registry: Registry::default(),
+            tallies: Mutex::default(),
         };
         registry.register(
             "connections_open",
@@ -143,6 +158,26 @@ impl Metrics {
         Metrics { registry, ..m }
     }
 
+    fn tally(&self, f: impl FnOnce(&mut Tallies)) {
+        f(&mut self.tallies.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// A copy of the labelled counts.
+    pub fn tallies(&self) -> Tallies {
+        self.tallies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// An inbound message over the rate limit (`dropped` or `closed`).
+    pub fn rate_limited(&self, action: &'static str) {
+        self.rate_limited
+            .get_or_create(&ActionLabel { action })
+            .inc();
+        self.tally(|t| *t.rate_limited.entry(action).or_default() += 1);
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -154,13 +189,16 @@ impl Metrics {
 
     pub fn reject(&self, reason: &'static str) {
         self.rejections.get_or_create(&ReasonLabel { reason }).inc();
+        self.tally(|t| *t.rejections.entry(reason).or_default() += 1);
     }
 
     pub fn closed(&self, code: u16) {
         self.closes.get_or_create(&CodeLabel { code }).inc();
+        self.tally(|t| *t.closes.entry(code).or_default() += 1);
     }
 
     pub fn published(&self, source: &'static str) {
         self.publishes.get_or_create(&SourceLabel { source }).inc();
+        self.tally(|t| *t.publishes.entry(source).or_default() += 1);
     }
 }

@@ -14,6 +14,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
+use crate::admin::protocol::Event;
 use crate::config::diff::{diff, Changes};
 use crate::config::{ConfigError, Settings};
 use crate::conn::close;
@@ -78,6 +79,11 @@ fn record_error(daemon: &Daemon, origin: &str, dry_run: bool, e: ConfigError) ->
         .config_reloads
         .get_or_create(&ResultLabel { result: "error" })
         .inc();
+    daemon.emit(|| Event::Reloaded {
+        ok: false,
+        origin: origin.to_string(),
+        error: Some(one_line.clone()),
+    });
     daemon.set_reload_status(Status {
         at: SystemTime::now(),
         origin: origin.to_string(),
@@ -149,6 +155,11 @@ pub fn apply(daemon: &Daemon, new: Settings, origin: &str, dry_run: bool) -> Rep
             "closing connections after reload"
         );
     }
+    daemon.emit(|| Event::Reloaded {
+        ok: true,
+        origin: origin.to_string(),
+        error: None,
+    });
     daemon.set_reload_status(Status {
         at: SystemTime::now(),
         origin: origin.to_string(),

@@ -96,6 +96,24 @@ pub struct ServerConfig {
     /// the reload runs (editors write in bursts).
     #[serde(with = "humantime_serde")]
     pub reload_debounce: Duration,
+    /// The admin socket (`wsgate ctl`, `wsgate console`). Default: the
+    /// `wsgate/admin.sock` under `$XDG_RUNTIME_DIR`, else `wsgate-admin.sock`
+    /// in the current directory. An empty string turns the socket off.
+    /// Changing it needs a restart.
+    pub admin_socket: Option<PathBuf>,
+    /// The socket file's mode, in octal; `"0660"` opens it to the group.
+    pub admin_socket_mode: String,
+    /// Besides root and the daemon's own user, peers whose primary group is
+    /// this gid may use the admin socket.
+    pub admin_allowed_gid: Option<u32>,
+    /// Answer lines buffered per admin client; a client that lets this
+    /// fill up (it does not read) is disconnected.
+    pub admin_output_queue: usize,
+    /// The longest admin request line, in bytes.
+    pub admin_max_request_bytes: usize,
+    /// Events kept for `watch` clients; a watcher that falls further behind
+    /// loses the oldest and is told how many.
+    pub admin_watch_buffer: usize,
     /// The `Retry-After` sent with 429 and 503 refusals (whole seconds).
     #[serde(with = "humantime_serde")]
     pub retry_after: Duration,
@@ -116,6 +134,12 @@ impl Default for ServerConfig {
             reconnect_window: Duration::from_secs(10),
             watch_config: true,
             reload_debounce: Duration::from_millis(100),
+            admin_socket: None,
+            admin_socket_mode: "0600".into(),
+            admin_allowed_gid: None,
+            admin_output_queue: 256,
+            admin_max_request_bytes: 64 * 1024,
+            admin_watch_buffer: 1024,
             trusted_proxies: Vec::new(),
         }
     }

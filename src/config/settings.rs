@@ -88,6 +88,16 @@ impl Settings {
         &self.config.limits
     }
 
+    /// The admin socket path in force (`None`: turned off).
+    pub fn admin_socket(&self) -> Option<std::path::PathBuf> {
+        admin_socket_path(&self.config)
+    }
+
+    /// The admin socket mode (validated octal).
+    pub fn admin_socket_mode(&self) -> u32 {
+        u32::from_str_radix(&self.config.server.admin_socket_mode, 8).unwrap_or(0o600)
+    }
+
     fn build(source: &Source, config: Config) -> Result<Self, ConfigError> {
         let mut issues = Vec::new();
         let mut warnings = Vec::new();
@@ -98,6 +108,22 @@ impl Settings {
         }
         if server.close_timeout.is_zero() {
             issues.push(source.issue("server.close_timeout", "must be more than 0s"));
+        }
+
+        if u32::from_str_radix(&server.admin_socket_mode, 8).map_or(true, |m| m > 0o777) {
+            issues.push(source.issue(
+                "server.admin_socket_mode",
+                "must be an octal file mode such as \"0600\" or \"0660\"",
+            ));
+        }
+        for (key, value) in [
+            ("admin_output_queue", server.admin_output_queue),
+            ("admin_max_request_bytes", server.admin_max_request_bytes),
+            ("admin_watch_buffer", server.admin_watch_buffer),
+        ] {
+            if value == 0 {
+                issues.push(source.issue(&format!("server.{key}"), "must be at least 1"));
+            }
         }
 
         for (key, message) in check_limits(&config.limits) {
@@ -264,6 +290,19 @@ impl Settings {
             }
         }
         value
+    }
+}
+
+/// Where the admin socket of a config is: the configured path, or the
+/// default (`$XDG_RUNTIME_DIR/wsgate/admin.sock`, else `./wsgate-admin.sock`).
+pub fn admin_socket_path(config: &Config) -> Option<std::path::PathBuf> {
+    match &config.server.admin_socket {
+        Some(p) if p.as_os_str().is_empty() => None,
+        Some(p) => Some(p.clone()),
+        None => Some(match std::env::var_os("XDG_RUNTIME_DIR") {
+            Some(dir) if !dir.is_empty() => std::path::Path::new(&dir).join("wsgate/admin.sock"),
+            _ => std::path::PathBuf::from("wsgate-admin.sock"),
+        }),
     }
 }
 

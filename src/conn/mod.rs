@@ -29,9 +29,9 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use wsgate_plugin_api::{Handler, Identity, Message, Outbound};
 
+use crate::admin::protocol::Event as AdminEvent;
 use crate::config::{Limits, OnRateLimit, Route};
 use crate::daemon::Daemon;
-use crate::metrics::ActionLabel;
 use crate::registry::{CloseRequest, Conn, Slot};
 use codec::{Decoder, Event, Need, OpCode};
 use session::ConnSession;
@@ -189,6 +189,12 @@ pub async fn run(daemon: Arc<Daemon>, accepted: Accepted) {
         peer_close: None,
     };
     tracing::debug!(conn = conn.id, route = %route.path, ip = %conn.ip, user = ?conn.user, "connected");
+    daemon.emit(|| AdminEvent::Connected {
+        id: conn.id,
+        route: route.path.clone(),
+        ip: conn.ip.to_string(),
+        user: conn.user.as_ref().map(|u| u.to_string()),
+    });
 
     let mut handler = match route.router.open(&mut session) {
         Ok(h) => Some(h),
@@ -321,6 +327,12 @@ pub async fn run(daemon: Arc<Daemon>, accepted: Accepted) {
         reason: "connection lost".into(),
     });
     daemon.metrics.closed(ending.code);
+    daemon.emit(|| AdminEvent::Closed {
+        id: conn.id,
+        route: route.path.clone(),
+        code: ending.code,
+        reason: ending.reason.clone(),
+    });
     let age = conn.started.elapsed();
     if matches!(
         ending.code,
@@ -573,17 +585,11 @@ impl Task<'_> {
         if self.limiter.as_ref().is_some_and(|l| l.check().is_err()) {
             match limits.on_rate_limit {
                 OnRateLimit::Close => {
-                    metrics
-                        .rate_limited
-                        .get_or_create(&ActionLabel { action: "closed" })
-                        .inc();
+                    metrics.rate_limited("closed");
                     self.start_close(wire, close::POLICY, "rate limit exceeded", true);
                 }
                 OnRateLimit::Drop => {
-                    metrics
-                        .rate_limited
-                        .get_or_create(&ActionLabel { action: "dropped" })
-                        .inc();
+                    metrics.rate_limited("dropped");
                     if let Some(h) = handler.as_mut() {
                         h.on_rate_limited(session);
                     }

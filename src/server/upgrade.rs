@@ -16,6 +16,7 @@ use wsgate_plugin_api::{Identity, Rejection, UpgradeRequest};
 
 use super::http::client_ip;
 use super::reply::{self, Body};
+use crate::admin::protocol::Event;
 use crate::conn::{self, Accepted};
 use crate::daemon::Daemon;
 use crate::registry::{Candidate, Refusal};
@@ -30,6 +31,12 @@ fn refuse(
     message: &str,
 ) -> Response<Body> {
     daemon.metrics.reject(reason);
+    daemon.emit(|| Event::Rejected {
+        route: path.to_string(),
+        ip: ip.to_string(),
+        status: status.as_u16(),
+        reason: reason.to_string(),
+    });
     tracing::info!(%ip, path, status = status.as_u16(), reason, "upgrade refused: {message}");
     match status {
         StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {

@@ -59,6 +59,9 @@ impl Daemon {
             .arg(&config_path)
             .current_dir(dir.path())
             .env("WSGATE_LOG", "info")
+            // The admin socket defaults to ./wsgate-admin.sock in the temp
+            // dir, so parallel daemons never share one.
+            .env_remove("XDG_RUNTIME_DIR")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -97,6 +100,11 @@ impl Daemon {
             dir,
             config_path,
         }
+    }
+
+    /// The admin socket (the default, in the daemon's directory).
+    pub fn admin_socket(&self) -> PathBuf {
+        self.dir.path().join("wsgate-admin.sock")
     }
 
     pub fn url(&self, path: &str) -> String {

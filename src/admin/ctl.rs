@@ -1,0 +1,355 @@
+//! `wsgate ctl`: a one-shot client of the admin socket, for people (tables)
+//! and scripts (`--json`).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::UnixStream;
+
+use super::protocol::{Command, ConnDetail, ConnRow, ErrorBody, Event, Request, Response, Stats};
+
+/// A connection to the admin socket.
+pub struct Client {
+    lines: tokio::io::Lines<BufReader<OwnedReadHalf>>,
+    write: OwnedWriteHalf,
+    next_id: u64,
+}
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CtlError {
+    #[error("cannot reach the admin socket {path}: {source}")]
+    Connect {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("admin socket: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("{}: {}", .0.code, .0.message)]
+    Daemon(ErrorBody),
+    #[error("the daemon closed the connection")]
+    Closed,
+    #[error("unreadable answer: {0}")]
+    Protocol(String),
+}
+
+impl Client {
+    pub async fn connect(path: &Path) -> Result<Self, CtlError> {
+        let stream = UnixStream::connect(path)
+            .await
+            .map_err(|source| CtlError::Connect {
+                path: path.display().to_string(),
+                source,
+            })?;
+        let (read, write) = stream.into_split();
+        Ok(Self {
+            lines: BufReader::new(read).lines(),
+            write,
+            next_id: 1,
+        })
+    }
+
+    /// Sends one command and returns its result.
+    pub async fn call(&mut self, command: Command) -> Result<Value, CtlError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut line = serde_json::to_string(&Request {
+            id: Some(Value::from(id)),
+            command,
+        })
+        .map_err(|e| CtlError::Protocol(e.to_string()))?;
+        line.push('\n');
+        self.write.write_all(line.as_bytes()).await?;
+        let answer = self.next_line().await?;
+        let response: Response =
+            serde_json::from_str(&answer).map_err(|e| CtlError::Protocol(e.to_string()))?;
+        match (response.ok, response.result, response.error) {
+            (true, Some(result), _) => Ok(result),
+            (_, _, Some(error)) => Err(CtlError::Daemon(error)),
+            _ => Err(CtlError::Protocol(answer)),
+        }
+    }
+
+    /// The next line from the daemon (for `watch` streams).
+    pub async fn next_line(&mut self) -> Result<String, CtlError> {
+        self.lines.next_line().await?.ok_or(CtlError::Closed)
+    }
+}
+
+/// The admin socket to use: `--socket`, else the one named by the config
+/// (`-c`, else `etc/wsgate.toml` if present, else the built-in default).
+pub fn socket_path(socket: Option<PathBuf>, config: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(s) = socket {
+        return Ok(s);
+    }
+    let default = Path::new(crate::DEFAULT_CONFIG);
+    let config = config.or_else(|| default.exists().then_some(default));
+    let parsed = match config {
+        Some(path) => crate::config::load::Source::read(path)
+            .and_then(|s| s.parse())
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+        None => crate::config::Config::default(),
+    };
+    crate::config::settings::admin_socket_path(&parsed)
+        .ok_or_else(|| anyhow::anyhow!("the admin socket is turned off in this config"))
+}
+
+// ---------------------------------------------------------------------------
+// Rendering
+// ---------------------------------------------------------------------------
+
+/// Seconds as `1h2m`, `3m4s`, `5.1s`.
+pub fn span(secs: f64) -> String {
+    let s = secs.max(0.0);
+    if s < 10.0 {
+        return format!("{s:.1}s");
+    }
+    let s = s as u64;
+    match (s / 3600, (s % 3600) / 60, s % 60) {
+        (0, 0, sec) => format!("{sec}s"),
+        (0, m, sec) => format!("{m}m{sec}s"),
+        (h, m, _) => format!("{h}h{m}m"),
+    }
+}
+
+/// A plain table: a header and left-aligned columns.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+    }
+    let mut out = String::new();
+    let mut push = |cells: Vec<String>| {
+        let line: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths.get(i).copied().unwrap_or(0)))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    };
+    push(header.iter().map(|h| h.to_string()).collect());
+    for row in rows {
+        push(row.clone());
+    }
+    out
+}
+
+pub fn connections_table(rows: &[ConnRow]) -> String {
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.id.to_string(),
+                r.route.clone(),
+                r.user.clone().unwrap_or_else(|| "-".into()),
+                r.ip.clone(),
+                span(r.age_s),
+                span(r.idle_s),
+                r.msgs_in.to_string(),
+                r.msgs_out.to_string(),
+                r.queue.to_string(),
+                r.subscriptions.to_string(),
+                r.rtt_ms.map_or("-".into(), |ms| format!("{ms:.1}ms")),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ID", "ROUTE", "USER", "IP", "AGE", "IDLE", "IN", "OUT", "QUEUE", "SUBS", "RTT",
+        ],
+        &cells,
+    )
+}
+
+pub fn stats_text(s: &Stats) -> String {
+    let mut out = String::new();
+    let kv = |out: &mut String, k: &str, v: String| out.push_str(&format!("{k:<22}{v}\n"));
+    kv(&mut out, "version", s.version.clone());
+    kv(&mut out, "uptime", span(s.uptime_s));
+    kv(
+        &mut out,
+        "config",
+        s.config_path.clone().unwrap_or_else(|| "<built-in>".into()),
+    );
+    kv(
+        &mut out,
+        "last reload",
+        match &s.last_reload {
+            None => "-".into(),
+            Some(r) if r.ok => format!("ok at {} ({})", r.at, r.origin),
+            Some(r) => format!(
+                "FAILED at {} ({}): {}",
+                r.at,
+                r.origin,
+                r.error.clone().unwrap_or_default()
+            ),
+        },
+    );
+    kv(&mut out, "draining", s.draining.to_string());
+    let c = &s.connections;
+    kv(
+        &mut out,
+        "connections",
+        format!(
+            "{} ({} open, {} closing; {} IPs, {} users)",
+            c.total,
+            c.by_state.get("open").copied().unwrap_or(0),
+            c.by_state.get("closing").copied().unwrap_or(0),
+            c.ips,
+            c.users
+        ),
+    );
+    kv(&mut out, "topics", s.topics.to_string());
+    kv(
+        &mut out,
+        "messages in/out",
+        format!("{} / {}", s.messages_in, s.messages_out),
+    );
+    kv(
+        &mut out,
+        "bytes in/out",
+        format!("{} / {}", s.bytes_in, s.bytes_out),
+    );
+    kv(
+        &mut out,
+        "slow consumer closes",
+        s.slow_consumer_closes.to_string(),
+    );
+    let map = |m: &std::collections::BTreeMap<String, u64>| {
+        if m.is_empty() {
+            "-".to_string()
+        } else {
+            m.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        }
+    };
+    kv(&mut out, "publishes", map(&s.publishes));
+    kv(&mut out, "rejections", map(&s.rejections));
+    kv(&mut out, "closes", map(&s.closes));
+    kv(&mut out, "rate limited", map(&s.rate_limited));
+    out.push('\n');
+    let rows: Vec<Vec<String>> = s
+        .limits
+        .iter()
+        .map(|l| {
+            vec![
+                l.scope.clone(),
+                format!("{}/{}", l.connections, l.max_connections),
+                format!("{:.0}%", l.utilisation * 100.0),
+                l.max_connections_per_ip.to_string(),
+                l.max_connections_per_user.to_string(),
+                l.max_message_bytes.to_string(),
+                l.messages_per_second.to_string(),
+                l.send_queue.to_string(),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &[
+            "SCOPE",
+            "CONNECTIONS",
+            "USED",
+            "PER_IP",
+            "PER_USER",
+            "MAX_BYTES",
+            "MSG/S",
+            "QUEUE",
+        ],
+        &rows,
+    ));
+    out
+}
+
+pub fn detail_text(d: &ConnDetail) -> String {
+    let mut out = connections_table(std::slice::from_ref(&d.row));
+    out.push_str(&format!(
+        "\nconnected at {}\nbytes in/out {} / {}\ntopics: {}\n",
+        d.row.connected_at,
+        d.row.bytes_in,
+        d.row.bytes_out,
+        if d.topics.is_empty() {
+            "-".to_string()
+        } else {
+            d.topics.join(", ")
+        }
+    ));
+    out
+}
+
+/// One line per watch event.
+pub fn event_text(e: &Event) -> String {
+    match e {
+        Event::Snapshot { stats, .. } => format!(
+            "snapshot: {} connections, {} msgs in, {} msgs out, {} topics",
+            stats.connections.total, stats.messages_in, stats.messages_out, stats.topics
+        ),
+        Event::Connected {
+            id,
+            route,
+            ip,
+            user,
+            ..
+        } => format!(
+            "connected {id} {route} {ip} {}",
+            user.as_deref().unwrap_or("-")
+        ),
+        Event::Closed {
+            id,
+            route,
+            code,
+            reason,
+        } => format!("closed {id} {route} {code} {reason}"),
+        Event::Rejected {
+            route,
+            ip,
+            status,
+            reason,
+        } => format!("rejected {route} {ip} {status} {reason}"),
+        Event::Evicted { ids, reason } => format!("evicted {} ({reason})", ids.len()),
+        Event::Reloaded { ok, origin, error } => match error {
+            Some(e) if !ok => format!("reload FAILED ({origin}): {e}"),
+            _ => format!("reloaded ({origin})"),
+        },
+        Event::Lagged { missed } => format!("(missed {missed} events)"),
+    }
+}
+
+/// Prints a result: JSON as is, or through a renderer.
+pub fn print(json: bool, value: &Value, render: impl FnOnce(&Value) -> Option<String>) {
+    let text = if json {
+        serde_json::to_string_pretty(value).unwrap_or_default() + "\n"
+    } else {
+        render(value)
+            .unwrap_or_else(|| serde_json::to_string_pretty(value).unwrap_or_default() + "\n")
+    };
+    let _ = std::io::stdout().write_all(text.as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_read_well() {
+        assert_eq!(span(0.25), "0.2s");
+        assert_eq!(span(42.0), "42s");
+        assert_eq!(span(125.0), "2m5s");
+        assert_eq!(span(7300.0), "2h1m");
+    }
+
+    #[test]
+    fn tables_align() {
+        let t = table(&["A", "LONG"], &[vec!["xyz".into(), "1".into()]]);
+        assert_eq!(t, "A    LONG\nxyz  1\n");
+    }
+}

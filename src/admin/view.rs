@@ -1,0 +1,169 @@
+//! What the admin protocol shows: rows, filters, sorts and stats, built
+//! from the registry's live handles (read without holding its lock).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::protocol::{
+    ConnDetail, ConnRow, Connections, Filter, LimitUse, ReloadInfo, SortKey, Stats,
+};
+use crate::daemon::Daemon;
+use crate::registry::Conn;
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+pub fn row(c: &Conn) -> ConnRow {
+    let s = &c.stats;
+    let rtt = s.rtt_us.load(Ordering::Relaxed);
+    ConnRow {
+        id: c.id,
+        route: c.route.to_string(),
+        user: c.user.as_ref().map(|u| u.to_string()),
+        ip: c.ip.to_string(),
+        connected_at: rfc3339(c.connected_at),
+        age_s: c.started.elapsed().as_secs_f64(),
+        idle_s: c.idle_secs(),
+        msgs_in: s.msgs_in.load(Ordering::Relaxed),
+        msgs_out: s.msgs_out.load(Ordering::Relaxed),
+        bytes_in: s.bytes_in.load(Ordering::Relaxed),
+        bytes_out: s.bytes_out.load(Ordering::Relaxed),
+        queue: c.queue_depth(),
+        subscriptions: c.subscription_count(),
+        rtt_ms: (rtt > 0).then(|| rtt as f64 / 1000.0),
+    }
+}
+
+pub fn detail(c: &Conn) -> ConnDetail {
+    ConnDetail {
+        row: row(c),
+        topics: c.subscriptions().iter().map(|t| t.to_string()).collect(),
+    }
+}
+
+/// The connections a filter selects. `Err` when the filter is malformed.
+pub fn select(daemon: &Daemon, filter: &Filter) -> Result<Vec<Arc<Conn>>, String> {
+    let net = filter.network()?;
+    Ok(daemon
+        .registry
+        .all()
+        .into_iter()
+        .filter(|c| {
+            filter.route.as_deref().is_none_or(|r| &*c.route == r)
+                && filter
+                    .user
+                    .as_deref()
+                    .is_none_or(|u| c.user.as_deref() == Some(u))
+                && net.is_none_or(|n| n.contains(&c.ip))
+                && filter
+                    .topic
+                    .as_deref()
+                    .is_none_or(|t| c.subscriptions().iter().any(|s| &**s == t))
+                && filter.min_idle_s.is_none_or(|m| c.idle_secs() >= m)
+                && filter
+                    .min_age_s
+                    .is_none_or(|m| c.started.elapsed().as_secs_f64() >= m)
+                && filter.min_queue.is_none_or(|m| c.queue_depth() >= m)
+        })
+        .collect())
+}
+
+/// Rows for `list`: sorted (largest first; by id when unsorted) and cut.
+pub fn list(conns: &[Arc<Conn>], sort: Option<SortKey>, limit: Option<usize>) -> Vec<ConnRow> {
+    let mut rows: Vec<ConnRow> = conns.iter().map(|c| row(c)).collect();
+    let key = |r: &ConnRow| -> f64 {
+        match sort {
+            None => -(r.id as f64),
+            Some(SortKey::Age) => r.age_s,
+            Some(SortKey::Idle) => r.idle_s,
+            Some(SortKey::MsgsIn) => r.msgs_in as f64,
+            Some(SortKey::MsgsOut) => r.msgs_out as f64,
+            Some(SortKey::Queue) => r.queue as f64,
+            Some(SortKey::Rtt) => r.rtt_ms.unwrap_or(-1.0),
+        }
+    };
+    rows.sort_by(|a, b| key(b).total_cmp(&key(a)).then(a.id.cmp(&b.id)));
+    if let Some(n) = limit {
+        rows.truncate(n);
+    }
+    rows
+}
+
+pub fn stats(daemon: &Daemon) -> Stats {
+    let settings = daemon.settings();
+    let counts = daemon.registry.counts();
+    let conns = daemon.registry.all();
+    let closing = conns.iter().filter(|c| c.closing()).count();
+    let mut by_state = BTreeMap::new();
+    by_state.insert("open".to_string(), conns.len() - closing);
+    by_state.insert("closing".to_string(), closing);
+    let by_route: BTreeMap<String, usize> = counts.by_route.iter().cloned().collect();
+
+    let global = settings.limits();
+    let use_of = |scope: &str, l: &crate::config::Limits, n: usize| LimitUse {
+        scope: scope.to_string(),
+        max_connections: l.max_connections,
+        connections: n,
+        utilisation: n as f64 / l.max_connections.max(1) as f64,
+        max_connections_per_ip: l.max_connections_per_ip,
+        max_connections_per_user: l.max_connections_per_user,
+        max_message_bytes: l.max_message_bytes,
+        messages_per_second: l.messages_per_second,
+        send_queue: l.send_queue,
+        max_subscriptions: l.max_subscriptions,
+    };
+    let mut limits = vec![use_of("total", global, counts.total)];
+    for r in &settings.routes {
+        let n = by_route.get(&r.path).copied().unwrap_or(0);
+        limits.push(use_of(&r.path, &r.limits, n));
+    }
+
+    let t = daemon.metrics.tallies();
+    let m = &daemon.metrics;
+    Stats {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        uptime_s: daemon.started.elapsed().as_secs_f64(),
+        config_path: daemon.config_path.as_ref().map(|p| p.display().to_string()),
+        last_reload: daemon.reload_status().map(|s| ReloadInfo {
+            at: rfc3339(s.at),
+            origin: s.origin,
+            ok: s.ok,
+            error: s.error,
+            restart_required: s.restart_required,
+        }),
+        draining: daemon.is_draining(),
+        connections: Connections {
+            total: counts.total,
+            by_route,
+            by_state,
+            ips: counts.ips,
+            users: counts.users,
+        },
+        limits,
+        rejections: t
+            .rejections
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect(),
+        closes: t.closes.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        messages_in: m.messages_in.get(),
+        messages_out: m.messages_out.get(),
+        bytes_in: m.bytes_in.get(),
+        bytes_out: m.bytes_out.get(),
+        publishes: t
+            .publishes
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect(),
+        slow_consumer_closes: m.slow_consumer_closes.get(),
+        rate_limited: t
+            .rate_limited
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect(),
+        topics: daemon.hub.topic_count(),
+    }
+}
