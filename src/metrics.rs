@@ -59,6 +59,7 @@ pub struct Metrics {
     pub connections_open: Family<RouteLabel, Gauge>,
     pub connections_accepted: Family<RouteLabel, Counter>,
     pub rejections: Family<ReasonLabel, Counter>,
+    pub api_refusals: Family<ReasonLabel, Counter>,
     pub closes: Family<CodeLabel, Counter>,
     pub messages_in: Counter,
     pub messages_out: Counter,
@@ -83,6 +84,7 @@ impl Metrics {
             connections_open: Family::default(),
             connections_accepted: Family::default(),
             rejections: Family::default(),
+            api_refusals: Family::default(),
             closes: Family::default(),
             messages_in: Counter::default(),
             messages_out: Counter::default(),
@@ -109,6 +111,11 @@ impl Metrics {
             "rejections",
             "Upgrade requests refused, by reason",
             m.rejections.clone(),
+        );
+        registry.register(
+            "api_refusals",
+            "Publish API requests refused, by reason",
+            m.api_refusals.clone(),
         );
         registry.register(
             "closes",

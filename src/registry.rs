@@ -361,7 +361,13 @@ impl Registry {
             let over_route = route_scope.user_count(user) >= c.limits.max_connections_per_user;
             let over_global = global.user_count(user) >= c.global.max_connections_per_user;
             if over_route || over_global {
-                if c.limits.on_user_limit == OnUserLimit::Reject {
+                // The policy of the scope whose cap is hit decides.
+                let policy = if over_route {
+                    c.limits.on_user_limit
+                } else {
+                    c.global.on_user_limit
+                };
+                if policy == OnUserLimit::Reject {
                     return Err(Refusal::User);
                 }
                 let oldest = if over_route {

@@ -161,3 +161,37 @@ async fn listen_change_is_reported_as_restart_required() {
     // Still serving on the old address.
     let _ws = d.connect("/ws/echo").await;
 }
+
+#[tokio::test]
+async fn topic_permissions_change_for_live_connections() {
+    let config = |publish: &str| {
+        format!(
+            "{BASE}[[routes]]\npath = \"/ws\"\nrouter = \"pubsub\"\n[routes.options]\npublish = [{publish}]\n"
+        )
+    };
+    let d = Daemon::start(&config("")).await;
+    let mut ws = d.connect("/ws").await;
+    recv_type(&mut ws, "welcome").await;
+    let publish = serde_json::json!({"type": "publish", "topic": "news", "data": 1});
+    send_json(&mut ws, publish.clone()).await;
+    assert_eq!(recv_type(&mut ws, "error").await["code"], "forbidden");
+
+    d.write_config(&config("\"news\""));
+    d.wait_reloads("ok", 1.0).await;
+    send_json(&mut ws, publish).await;
+    let reply = recv_json(&mut ws).await;
+    assert_eq!(reply["type"], "published", "{reply}");
+}
+
+#[tokio::test]
+async fn a_route_that_changes_router_closes_its_connections() {
+    let config = |router: &str| format!("{BASE}[[routes]]\npath = \"/x\"\nrouter = \"{router}\"\n");
+    let d = Daemon::start(&config("echo")).await;
+    let mut ws = d.connect("/x").await;
+    d.write_config(&config("pubsub"));
+    d.wait_reloads("ok", 1.0).await;
+    // The next event of the connection applies the change.
+    ws.send(Message::text("hi")).await.expect("send");
+    let (code, reason) = expect_close(&mut ws).await;
+    assert_eq!((code, reason.as_str()), (1001, "route changed"));
+}

@@ -64,7 +64,8 @@ pub async fn bind(path: &Path, mode: u32) -> std::io::Result<(UnixListener, Sock
     ))
 }
 
-/// Who may use the socket.
+/// Who may use the socket: root, the daemon's own uid, and the
+/// `admin_allowed_gid` in force when the client connects.
 #[derive(Debug, Clone, Copy)]
 pub struct Access {
     pub own_uid: u32,
@@ -111,6 +112,10 @@ async fn client(stream: UnixStream, access: Access, service: Arc<Service>) {
         Err(_) => (u32::MAX, u32::MAX, None),
     };
     let (read, mut write) = stream.into_split();
+    let access = Access {
+        allowed_gid: service.daemon.settings().config.server.admin_allowed_gid,
+        ..access
+    };
     if !access.allows(uid, gid) {
         tracing::warn!(uid, gid, ?pid, "admin client refused");
         let refusal = Response::err(

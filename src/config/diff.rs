@@ -9,8 +9,15 @@ use serde::Serialize;
 
 use super::settings::Settings;
 
-/// Keys that only take effect on a restart.
-pub const RESTART_KEYS: &[&str] = &["server.listen", "server.admin_socket"];
+/// Keys that are read once at start, so a change needs a restart.
+pub const RESTART_KEYS: &[&str] = &[
+    "server.listen",
+    "server.admin_socket",
+    "server.admin_socket_mode",
+    "server.admin_watch_buffer",
+    "server.watch_config",
+    "server.reload_debounce",
+];
 
 /// The difference between two configs.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

@@ -191,18 +191,19 @@ impl Settings {
             } else {
                 if !config.auth.contains_key(&rc.auth) {
                     let known: Vec<&str> = config.auth.keys().map(String::as_str).collect();
-                    issues.push(source.issue(
-                        &format!("{at}.auth"),
+                    let message = if known.is_empty() {
                         format!(
-                            "no auth instance `{}` (defined: {}; or `none`)",
+                            "no auth instance `{0}`: none is defined (add [auth.{0}], or use `none`)",
+                            rc.auth
+                        )
+                    } else {
+                        format!(
+                            "no auth instance `{}` (defined: {}; or use `none`)",
                             rc.auth,
-                            if known.is_empty() {
-                                "none".to_string()
-                            } else {
-                                known.join(", ")
-                            }
-                        ),
-                    ));
+                            known.join(", ")
+                        )
+                    };
+                    issues.push(source.issue(&format!("{at}.auth"), message));
                 }
                 // A defined but broken instance was reported above.
                 None

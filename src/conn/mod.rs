@@ -199,7 +199,7 @@ pub async fn run(daemon: Arc<Daemon>, accepted: Accepted) {
     let mut handler = match route.router.open(&mut session) {
         Ok(h) => Some(h),
         Err(c) => {
-            task.start_close(&mut wire, c.code, &c.reason, true);
+            task.router_close(&mut wire, c);
             None
         }
     };
@@ -225,6 +225,14 @@ pub async fn run(daemon: Arc<Daemon>, accepted: Accepted) {
         if now_generation != generation {
             generation = now_generation;
             if let Some(r) = daemon.settings().route(&route.path) {
+                if !Arc::ptr_eq(&r.router, &route.router) {
+                    // New router options (e.g. topic permissions) apply to
+                    // this connection from its next message on.
+                    let moved = handler.as_mut().is_none_or(|h| r.router.rebind(h.as_mut()));
+                    if !moved {
+                        task.start_close(&mut wire, close::GOING_AWAY, "route changed", true);
+                    }
+                }
                 route = Arc::clone(r);
             }
             if route.limits != limits {
@@ -419,6 +427,21 @@ impl Task<'_> {
         self.daemon.metrics.bytes_out.inc_by(bytes);
     }
 
+    /// A close a router asked for; a code that may not go on the wire
+    /// becomes 1011.
+    fn router_close(&mut self, wire: &mut Wire, c: wsgate_plugin_api::Close) {
+        if close::may_be_received(c.code) {
+            self.start_close(wire, c.code, &c.reason, true);
+        } else {
+            tracing::warn!(
+                conn = self.conn.id,
+                code = c.code,
+                "router asked for an invalid close code"
+            );
+            self.start_close(wire, close::INTERNAL, "internal error", true);
+        }
+    }
+
     /// Queues a close frame and enters the closing phase (once).
     fn start_close(&mut self, wire: &mut Wire, code: u16, reason: &str, wait_peer: bool) {
         if self.phase != Phase::Open {
@@ -611,7 +634,7 @@ impl Task<'_> {
             Message::Binary(&data)
         };
         if let Err(c) = h.on_message(session, message) {
-            self.start_close(wire, c.code, &c.reason, true);
+            self.router_close(wire, c);
         }
     }
 

@@ -17,6 +17,7 @@ use super::upgrade;
 use crate::config::schema::IpNetwork;
 use crate::daemon::Daemon;
 use crate::hub::Source;
+use crate::metrics::ReasonLabel;
 
 pub async fn handle(
     daemon: Arc<Daemon>,
@@ -40,6 +41,11 @@ pub async fn handle(
             StatusCode::OK,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
             daemon.metrics.render(),
+        ),
+        (_, "/healthz" | "/readyz" | "/metrics") => reply::error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "use GET",
         ),
         (_, "/api/publish") => publish(&daemon, peer, req).await,
         _ => upgrade::handle(daemon, peer, req).await,
@@ -84,11 +90,17 @@ struct PublishBody {
 }
 
 fn refuse(
+    daemon: &Daemon,
     peer: SocketAddr,
     status: StatusCode,
     code: &'static str,
     message: &str,
 ) -> Response<Body> {
+    daemon
+        .metrics
+        .api_refusals
+        .get_or_create(&ReasonLabel { reason: code })
+        .inc();
     tracing::info!(%peer, status = status.as_u16(), reason = code, "publish refused: {message}");
     reply::error(status, code, message)
 }
@@ -97,6 +109,7 @@ fn refuse(
 async fn publish(daemon: &Daemon, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
     if req.method() != Method::POST {
         return refuse(
+            daemon,
             peer,
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
@@ -106,6 +119,7 @@ async fn publish(daemon: &Daemon, peer: SocketAddr, req: Request<Incoming>) -> R
     let settings = daemon.settings();
     if settings.api_keys.is_empty() {
         return refuse(
+            daemon,
             peer,
             StatusCode::FORBIDDEN,
             "api_disabled",
@@ -121,6 +135,7 @@ async fn publish(daemon: &Daemon, peer: SocketAddr, req: Request<Incoming>) -> R
         .map(|(_, key)| key.trim().as_bytes().to_vec());
     let Some(presented) = presented else {
         return refuse(
+            daemon,
             peer,
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -136,6 +151,7 @@ async fn publish(daemon: &Daemon, peer: SocketAddr, req: Request<Incoming>) -> R
         });
     if !bool::from(matched) {
         return refuse(
+            daemon,
             peer,
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -153,12 +169,19 @@ async fn publish(daemon: &Daemon, peer: SocketAddr, req: Request<Incoming>) -> R
         .and_then(|v| v.parse::<u64>().ok());
     let too_big = format!("body larger than max_message_bytes ({max})");
     if declared.is_some_and(|n| n > max as u64) {
-        return refuse(peer, StatusCode::PAYLOAD_TOO_LARGE, "too_large", &too_big);
+        return refuse(
+            daemon,
+            peer,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            &too_big,
+        );
     }
     let body =
         match tokio::time::timeout(timeout, Limited::new(req.into_body(), max).collect()).await {
             Err(_) => {
                 return refuse(
+                    daemon,
                     peer,
                     StatusCode::REQUEST_TIMEOUT,
                     "timeout",
@@ -166,10 +189,17 @@ async fn publish(daemon: &Daemon, peer: SocketAddr, req: Request<Incoming>) -> R
                 )
             }
             Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-                return refuse(peer, StatusCode::PAYLOAD_TOO_LARGE, "too_large", &too_big)
+                return refuse(
+                    daemon,
+                    peer,
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_large",
+                    &too_big,
+                )
             }
             Ok(Err(_)) => {
                 return refuse(
+                    daemon,
                     peer,
                     StatusCode::BAD_REQUEST,
                     "bad_request",
@@ -182,11 +212,23 @@ async fn publish(daemon: &Daemon, peer: SocketAddr, req: Request<Incoming>) -> R
         Ok(b) => b,
         Err(e) => {
             let message = format!("expected {{\"topic\": \"...\", \"data\": <any JSON>}}: {e}");
-            return refuse(peer, StatusCode::BAD_REQUEST, "bad_request", &message);
+            return refuse(
+                daemon,
+                peer,
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                &message,
+            );
         }
     };
     if let Err(problem) = wsgate_plugin_api::check_topic(&body.topic) {
-        return refuse(peer, StatusCode::BAD_REQUEST, "bad_request", &problem);
+        return refuse(
+            daemon,
+            peer,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            &problem,
+        );
     }
     let delivered = daemon.hub.publish(&body.topic, &body.data, Source::Api);
     tracing::debug!(%peer, topic = %body.topic, delivered, "published");

@@ -2,8 +2,10 @@
 //!
 //! The order is cheapest first, and everything is decided before the
 //! upgrade, so a refused client costs no WebSocket state:
-//! route (404) → valid upgrade (400) → origin (403) → draining (503) →
-//! authentication (401/403) → caps (429/503) → 101 and a connection task.
+//! route (404) → an upgrade request at all (400) → origin (403) → draining
+//! (503) → authentication (401/403; 503 if it takes longer than
+//! `handshake_timeout`) → WebSocket key and version (400) → caps (429/503)
+//! → 101 and a connection task.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -120,9 +122,10 @@ pub async fn handle(
                 headers: req.headers(),
                 client_ip: ip,
             };
-            match auth.authenticate(&request).await {
-                Ok(identity) => identity,
-                Err(Rejection::Unauthorized(m)) => {
+            let limit = daemon.settings().config.server.handshake_timeout;
+            match tokio::time::timeout(limit, auth.authenticate(&request)).await {
+                Ok(Ok(identity)) => identity,
+                Ok(Err(Rejection::Unauthorized(m))) => {
                     return refuse(
                         &daemon,
                         ip,
@@ -132,8 +135,18 @@ pub async fn handle(
                         &m,
                     )
                 }
-                Err(Rejection::Forbidden(m)) => {
+                Ok(Err(Rejection::Forbidden(m))) => {
                     return refuse(&daemon, ip, &path, StatusCode::FORBIDDEN, "forbidden", &m)
+                }
+                Err(_) => {
+                    return refuse(
+                        &daemon,
+                        ip,
+                        &path,
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "auth_timeout",
+                        "authentication did not answer in time",
+                    )
                 }
             }
         }

@@ -371,6 +371,8 @@ pub trait Handler: Send {
     fn on_rate_limited(&mut self, session: &mut dyn Session);
     fn on_shutdown(&mut self, session: &mut dyn Session, reconnect_after_ms: u64);
     fn on_close(self: Box<Self>, session: &mut dyn Session);
+    /// For [`DynRouter::rebind`].
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any;
 }
 
 struct Bound<R: Router> {
@@ -396,11 +398,20 @@ impl<R: Router> Handler for Bound<R> {
         let Bound { router, state } = *self;
         router.on_close(state, session)
     }
+
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
 }
 
 /// A router with its per-connection state type erased.
 pub trait DynRouter: Send + Sync + 'static {
     fn open(&self, session: &mut dyn Session) -> Result<Box<dyn Handler>, Close>;
+
+    /// After a reload: moves a live connection's handler onto this router
+    /// (new options, same per-connection state). `false` when the handler
+    /// belongs to another kind of router, which cannot take it over.
+    fn rebind(&self, handler: &mut dyn Handler) -> bool;
 }
 
 /// Erases a router's `State` type; factories return this.
@@ -417,6 +428,16 @@ impl<R: Router> DynRouter for Erased<R> {
             router: Arc::clone(&self.0),
             state,
         }))
+    }
+
+    fn rebind(&self, handler: &mut dyn Handler) -> bool {
+        match handler.as_any_mut().downcast_mut::<Bound<R>>() {
+            Some(bound) => {
+                bound.router = Arc::clone(&self.0);
+                true
+            }
+            None => false,
+        }
     }
 }
 
