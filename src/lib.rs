@@ -24,6 +24,7 @@
 pub const DEFAULT_CONFIG: &str = "etc/wsgate.toml";
 
 pub mod admin;
+pub mod bench;
 pub mod config;
 pub mod conn;
 pub mod control;

@@ -42,6 +42,8 @@ enum Command {
     },
     /// Talk to a running daemon over its admin socket.
     Ctl(Box<CtlArgs>),
+    /// Load-test a wsgate deployment (loopback only unless --allow-remote).
+    Bench(Box<wsgate::bench::Args>),
 }
 
 #[derive(clap::Args)]
@@ -154,6 +156,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => check(&config),
+        Command::Bench(args) => match wsgate::bench::run(*args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("wsgate bench: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Ctl(args) => match ctl(*args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
