@@ -158,14 +158,13 @@ pub async fn run(daemon: Arc<Daemon>, accepted: Accepted) {
     } = accepted;
     let conn = Arc::clone(slot.conn());
     let mut generation = daemon.generation();
-    let mut limits = route.limits.clone();
     let mut session = ConnSession {
         daemon: &daemon,
         conn: &conn,
         id: conn.id.to_string(),
         identity,
         query,
-        max_subscriptions: limits.max_subscriptions,
+        max_subscriptions: route.limits.max_subscriptions,
     };
     // `leftover` is a slice of hyper's 8 KiB read buffer: copy what the
     // client sent and let go of it, or every connection keeps that buffer.
@@ -182,8 +181,8 @@ pub async fn run(daemon: Arc<Daemon>, accepted: Accepted) {
         daemon: &daemon,
         conn: &conn,
         phase: Phase::Open,
-        timers: Timers::new(&limits, conn.started),
-        limiter: limiter(&limits),
+        timers: Timers::new(&route.limits, conn.started),
+        limiter: limiter(&route.limits),
         last_active: conn.started,
         ending: None,
         peer_close: None,
@@ -212,7 +211,7 @@ pub async fn run(daemon: Arc<Daemon>, accepted: Accepted) {
     }
     // A client that sent frames right behind its upgrade request.
     if !wire.rbuf.is_empty() {
-        task.process(&mut wire, &mut handler, &mut session, &limits);
+        task.process(&mut wire, &mut handler, &mut session, &route.limits);
     }
 
     let sleep = tokio::time::sleep(Duration::ZERO);
@@ -233,12 +232,11 @@ pub async fn run(daemon: Arc<Daemon>, accepted: Accepted) {
                         task.start_close(&mut wire, close::GOING_AWAY, "route changed", true);
                     }
                 }
+                if r.limits != route.limits {
+                    task.apply(&r.limits, &route.limits);
+                    session.max_subscriptions = r.limits.max_subscriptions;
+                }
                 route = Arc::clone(r);
-            }
-            if route.limits != limits {
-                task.apply(&route.limits, &limits);
-                limits = route.limits.clone();
-                session.max_subscriptions = limits.max_subscriptions;
             }
         }
 
@@ -308,7 +306,7 @@ pub async fn run(daemon: Arc<Daemon>, accepted: Accepted) {
             biased;
             _ = conn.woken() => {}
             r = wire.stream.readable(), if read => {
-                if r.is_err() || !task.read(&mut wire, &mut handler, &mut session, &limits) {
+                if r.is_err() || !task.read(&mut wire, &mut handler, &mut session, &route.limits) {
                     break;
                 }
             }
@@ -319,7 +317,7 @@ pub async fn run(daemon: Arc<Daemon>, accepted: Accepted) {
                 }
             }
             _ = &mut sleep, if deadline.is_some() => {
-                if !task.fire(&mut wire, &limits) {
+                if !task.fire(&mut wire, &route.limits) {
                     break;
                 }
             }
@@ -363,7 +361,9 @@ pub async fn run(daemon: Arc<Daemon>, accepted: Accepted) {
 async fn linger(stream: &mut TcpStream, deadline: Instant) {
     use tokio::io::AsyncWriteExt;
     let _ = stream.shutdown().await;
-    let mut sink = [0u8; 512];
+    // On the heap, and only now: an array here would sit inside every
+    // connection's task for its whole life.
+    let mut sink = vec![0u8; READ_CHUNK];
     let drain = async {
         loop {
             match stream.read(&mut sink).await {

@@ -7,6 +7,7 @@
 //! read `/readyz` = 503 (rather than a refused connection) and new upgrades
 //! get a 503; it closes when the drain is over.
 
+mod handshake;
 mod http;
 mod reply;
 mod upgrade;

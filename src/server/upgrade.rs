@@ -16,6 +16,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use wsgate_plugin_api::{Identity, Rejection, UpgradeRequest};
 
+use super::handshake;
 use super::http::client_ip;
 use super::reply::{self, Body};
 use crate::admin::protocol::Event;
@@ -73,7 +74,7 @@ pub async fn handle(
     };
     drop(settings);
 
-    if req.method() != hyper::Method::GET || !fastwebsockets::upgrade::is_upgrade_request(&req) {
+    if !handshake::is_upgrade(&req) {
         return refuse(
             &daemon,
             ip,
@@ -154,7 +155,7 @@ pub async fn handle(
 
     // The handshake answer is built before admission so that a malformed
     // upgrade (bad key or version) is refused without taking a slot.
-    let (response, upgrade) = match fastwebsockets::upgrade::upgrade(&mut req) {
+    let (response, upgrade) = match handshake::accept(&mut req) {
         Ok(r) => r,
         Err(e) => {
             let message = format!("invalid WebSocket upgrade: {e}");
@@ -210,7 +211,7 @@ pub async fn handle(
     let task_daemon = Arc::clone(&daemon);
     daemon.tasks.spawn(async move {
         let upgraded = match tokio::time::timeout(handshake_timeout, upgrade).await {
-            Ok(Ok(ws)) => ws.into_inner().into_inner(),
+            Ok(Ok(upgraded)) => upgraded,
             Ok(Err(e)) => {
                 tracing::debug!(%ip, error = %e, "upgrade failed");
                 return;
@@ -227,18 +228,19 @@ pub async fn handle(
                 return;
             }
         };
-        conn::run(
-            task_daemon,
-            Accepted {
-                stream: parts.io.into_inner(),
-                leftover: parts.read_buf,
-                slot,
-                route,
-                identity,
-                query,
-            },
-        )
-        .await;
+        // A task of its own, so that what waiting for the upgrade needed
+        // (a timer, hyper's upgrade future) is not kept for the life of
+        // the connection.
+        let accepted = Accepted {
+            stream: parts.io.into_inner(),
+            leftover: parts.read_buf,
+            slot,
+            route,
+            identity,
+            query,
+        };
+        let tasks = task_daemon.tasks.clone();
+        tasks.spawn(conn::run(task_daemon, accepted));
     });
-    response.map(|_| http_body_util::Full::new(bytes::Bytes::new()))
+    response
 }
