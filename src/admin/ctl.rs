@@ -21,12 +21,12 @@ pub struct Client {
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CtlError {
-    #[error("cannot reach the admin socket {path}: {source}")]
+    #[error("cannot reach the admin socket {path}")]
     Connect {
         path: String,
         source: std::io::Error,
     },
-    #[error("admin socket: {0}")]
+    #[error("admin socket")]
     Io(#[from] std::io::Error),
     #[error("{}: {}", .0.code, .0.message)]
     Daemon(ErrorBody),
@@ -62,8 +62,14 @@ impl Client {
         })
         .map_err(|e| CtlError::Protocol(e.to_string()))?;
         line.push('\n');
-        self.write.write_all(line.as_bytes()).await?;
-        let answer = self.next_line().await?;
+        // A refusal may already be waiting when the write fails (the daemon
+        // answers a refused peer at once): read it before giving up.
+        let written = self.write.write_all(line.as_bytes()).await;
+        let answer = match (written, self.next_line().await) {
+            (_, Ok(answer)) => answer,
+            (Err(e), Err(_)) => return Err(e.into()),
+            (Ok(()), Err(e)) => return Err(e),
+        };
         let response: Response =
             serde_json::from_str(&answer).map_err(|e| CtlError::Protocol(e.to_string()))?;
         match (response.ok, response.result, response.error) {

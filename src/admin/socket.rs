@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{broadcast, mpsc};
 
@@ -124,6 +125,19 @@ async fn client(stream: UnixStream, access: Access, service: Arc<Service>) {
             format!("uid {uid} may not use the admin socket"),
         );
         let _ = write.write_all(line(&refusal).as_bytes()).await;
+        // FIN, then read what the client already sent: closing with unread
+        // input makes the kernel reset the connection, and the client may
+        // lose the refusal before it reads it.
+        let _ = write.shutdown().await;
+        let mut sink = Vec::new();
+        let limit = service
+            .daemon
+            .settings()
+            .config
+            .server
+            .admin_max_request_bytes;
+        let mut input = read.take(limit as u64);
+        let _ = tokio::time::timeout(default_interval(), input.read_to_end(&mut sink)).await;
         return;
     }
     tracing::debug!(uid, ?pid, "admin client connected");
@@ -134,12 +148,15 @@ async fn client(stream: UnixStream, access: Access, service: Arc<Service>) {
         (server.admin_max_request_bytes, server.admin_output_queue)
     };
     let (out, mut lines) = mpsc::channel::<String>(queue);
+    // The writer gives the write half back when the queue closes (a
+    // `watch` then writes directly).
     let writer = tokio::spawn(async move {
         while let Some(l) = lines.recv().await {
             if write.write_all(l.as_bytes()).await.is_err() {
-                break;
+                return None;
             }
         }
+        Some(write)
     });
 
     let mut reader = BufReader::new(read);
@@ -183,8 +200,11 @@ async fn client(stream: UnixStream, access: Access, service: Arc<Service>) {
                 if out.send(line(&ok)).await.is_err() {
                     break;
                 }
-                watch(&service, interval, &out).await;
-                break;
+                drop(out);
+                if let Ok(Some(write)) = writer.await {
+                    watch(&service, interval, write).await;
+                }
+                return;
             }
             Ok(Request { id, command }) => service.execute(id, command).await,
         };
@@ -227,14 +247,18 @@ fn parse(text: &str) -> Result<Request, Response> {
 }
 
 /// Streams snapshots and events until the client goes away.
-async fn watch(service: &Service, interval: Duration, out: &mpsc::Sender<String>) {
+///
+/// It writes to the socket itself, one line at a time: a client that stops
+/// reading holds up only this loop, with at most one line in hand, while
+/// events pile up in the bounded broadcast buffer and the oldest are lost
+/// (the client is told how many when it reads again).
+async fn watch(service: &Service, interval: Duration, mut out: OwnedWriteHalf) {
     let daemon = &service.daemon;
     let mut events = daemon.events();
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let event = tokio::select! {
-            _ = out.closed() => return,
             _ = daemon.stopped.cancelled() => return,
             _ = tick.tick() => Event::Snapshot {
                 stats: Box::new(view::stats(daemon)),
@@ -248,10 +272,10 @@ async fn watch(service: &Service, interval: Duration, out: &mpsc::Sender<String>
         };
         let mut text = serde_json::to_string(&event).unwrap_or_default();
         text.push('\n');
-        // Waiting here holds up only this watcher: events keep flowing into
-        // the bounded broadcast buffer, and this client lags behind.
-        if out.send(text).await.is_err() {
-            return;
+        let write = out.write_all(text.as_bytes());
+        tokio::select! {
+            r = write => if r.is_err() { return },
+            _ = daemon.stopped.cancelled() => return,
         }
     }
 }
