@@ -128,6 +128,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Conn {
     /// Offers a message to the send queue; never waits.
     pub fn offer(&self, message: Outbound) -> Offer {
+        self.offer_inner(message, true)
+    }
+
+    /// Offers a message from the connection's own task (a router replying),
+    /// which looks at its queue before it waits again: no wake-up needed.
+    pub(crate) fn offer_own(&self, message: Outbound) -> Offer {
+        self.offer_inner(message, false)
+    }
+
+    fn offer_inner(&self, message: Outbound, wake: bool) -> Offer {
         let mut q = lock(&self.queue);
         if q.close.is_some() {
             return Offer::Closing;
@@ -144,7 +154,9 @@ impl Conn {
         }
         q.items.push_back(message);
         drop(q);
-        self.wake.notify_one();
+        if wake {
+            self.wake.notify_one();
+        }
         Offer::Queued
     }
 
@@ -219,8 +231,8 @@ impl Conn {
     }
 
     /// Resolves when a message is queued or a close is requested.
-    pub(crate) async fn woken(&self) {
-        self.wake.notified().await
+    pub(crate) fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.wake.notified()
     }
 
     pub fn subscriptions(&self) -> Vec<Arc<str>> {

@@ -16,9 +16,11 @@ pub mod close;
 pub mod codec;
 pub mod session;
 
+use std::future::Future;
 use std::num::NonZeroU32;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -216,6 +218,13 @@ pub async fn run(daemon: Arc<Daemon>, accepted: Accepted) {
 
     let sleep = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(sleep);
+    // The deadline `sleep` is set to: re-arming a timer costs a lock on the
+    // timer wheel, so it is done only when the deadline moves.
+    let mut armed: Option<Instant> = None;
+    // One wake-up future, replaced only when it fires: creating one per
+    // loop turn would add and remove a waiter on every message.
+    let woken = conn.notified();
+    tokio::pin!(woken);
     let mut scratch: Vec<Outbound> = Vec::new();
 
     loop {
@@ -295,28 +304,52 @@ pub async fn run(daemon: Arc<Daemon>, accepted: Accepted) {
             Phase::Open => task.timers.next(),
             Phase::Closing { deadline, .. } => Some(deadline),
         };
-        if let Some(d) = deadline {
+        if let Some(d) = deadline.filter(|d| armed != Some(*d)) {
             sleep.as_mut().reset(d.into());
+            armed = Some(d);
         }
         // Stop reading while a large write is pending (a client flooding
         // pings without reading its pongs), so memory stays bounded.
         let read = wire.wbuf.len() < WRITE_BATCH;
 
-        tokio::select! {
-            biased;
-            _ = conn.woken() => {}
-            r = wire.stream.readable(), if read => {
-                if r.is_err() || !task.read(&mut wire, &mut handler, &mut session, &route.limits) {
+        let write = !wire.wbuf.is_empty();
+        // Readiness is polled through the socket's own waker slots: no
+        // waiter is added to or removed from a list on each turn.
+        let wake = std::future::poll_fn(|cx| {
+            if woken.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Wake::Queue);
+            }
+            if read {
+                if let Poll::Ready(r) = wire.stream.poll_read_ready(cx) {
+                    return Poll::Ready(Wake::Read(r.is_ok()));
+                }
+            }
+            if write {
+                if let Poll::Ready(r) = wire.stream.poll_write_ready(cx) {
+                    return Poll::Ready(Wake::Write(r.is_ok()));
+                }
+            }
+            if deadline.is_some() && sleep.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Wake::Timer);
+            }
+            Poll::Pending
+        })
+        .await;
+        match wake {
+            Wake::Queue => woken.set(conn.notified()),
+            Wake::Read(ok) => {
+                if !ok || !task.read(&mut wire, &mut handler, &mut session, &route.limits) {
                     break;
                 }
             }
-            r = wire.stream.writable(), if !wire.wbuf.is_empty() => {
-                if r.is_err() {
+            Wake::Write(ok) => {
+                if !ok {
                     task.vanished();
                     break;
                 }
             }
-            _ = &mut sleep, if deadline.is_some() => {
+            Wake::Timer => {
+                armed = None;
                 if !task.fire(&mut wire, &route.limits) {
                     break;
                 }
@@ -373,6 +406,18 @@ async fn linger(stream: &mut TcpStream, deadline: Instant) {
         }
     };
     let _ = tokio::time::timeout_at(deadline.into(), drain).await;
+}
+
+/// What woke the connection task.
+enum Wake {
+    /// A message was queued or a close requested.
+    Queue,
+    /// The socket is readable (`false`: it failed).
+    Read(bool),
+    /// The socket is writable (`false`: it failed).
+    Write(bool),
+    /// The nearest deadline passed.
+    Timer,
 }
 
 /// Closes that end at once, without waiting for the client's close frame.

@@ -32,7 +32,7 @@ impl Session for ConnSession<'_> {
     }
 
     fn send(&mut self, message: Outbound) -> Result<(), SendError> {
-        match self.conn.offer(message) {
+        match self.conn.offer_own(message) {
             Offer::Queued => Ok(()),
             Offer::Full => {
                 self.daemon.metrics.slow_consumer_closes.inc();
