@@ -4,8 +4,12 @@
 # run, every measurement on a freshly started server.
 #
 # usage: benches/run.sh [RESULTS_DIR]
-# env:   IDLE_CONNS (10000), ECHO_CONNS (50), ECHO_MSGS (2000),
+# env:   REPEAT (3), IDLE_CONNS (10000), ECHO_CONNS (50), ECHO_MSGS (2000),
 #        FANOUT_MSGS (300), FANOUT_BIG_MSGS (100)
+#
+# Each round runs every measurement against both servers in turn; the table
+# shows the median over REPEAT rounds (shared machines are noisy: compare
+# ratios, not absolute figures).
 #
 # Loopback only; every run is bounded by the bench's own --max-time.
 set -euo pipefail
@@ -13,6 +17,7 @@ cd "$(dirname "$0")/.."
 
 out=${1:-$(mktemp -d -t wsgate-bench.XXXXXX)}
 mkdir -p "$out"
+REPEAT=${REPEAT:-3}
 IDLE_CONNS=${IDLE_CONNS:-10000}
 ECHO_CONNS=${ECHO_CONNS:-50}
 ECHO_MSGS=${ECHO_MSGS:-2000}
@@ -60,6 +65,7 @@ stop() { kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null 
 
 bench() { # bench <name> <server> <mode> args...
   local name=$1 server=$2; shift 2
+  local name="$name.$round"
   start "$server"
   local pid_args=()
   [ "$1" = idle ] && pid_args=(--pid "$server_pid")
@@ -70,6 +76,7 @@ bench() { # bench <name> <server> <mode> args...
 
 ws="ws://127.0.0.1:$PORT"
 api="http://127.0.0.1:$PORT/api/publish"
+for round in $(seq 1 "$REPEAT"); do
 for server in raw wsgate; do
   bench idle "$server" idle --url "$ws/ws/echo" --conns "$IDLE_CONNS" --hold 1
   bench echo "$server" echo --url "$ws/ws/echo" --conns "$ECHO_CONNS" --msgs "$ECHO_MSGS" --size 64
@@ -80,12 +87,14 @@ for server in raw wsgate; do
   bench fanout10k "$server" fanout --url "$ws/ws" --api "$api" --key bench \
     --subs 10000 --msgs "$FANOUT_BIG_MSGS" --size 256
 done
+done
 
-python3 - "$out" <<'PY'
-import json, sys, pathlib
-out = pathlib.Path(sys.argv[1])
-def r(name, server):
-    return json.loads((out / f"{name}.{server}.json").read_text())["results"]
+python3 - "$out" "$REPEAT" <<'PY'
+import json, statistics, sys, pathlib
+out, repeat = pathlib.Path(sys.argv[1]), int(sys.argv[2])
+def runs(name, server):
+    return [json.loads((out / f"{name}.{i}.{server}.json").read_text())["results"]
+            for i in range(1, repeat + 1)]
 rows = [
     ("idle: RSS per connection (KiB), 10k idle", "idle", lambda x: x["memory"]["rss_per_conn_kib"], "lower"),
     ("idle: Pss per connection (KiB), 10k idle", "idle", lambda x: x["memory"]["pss_per_conn_kib"], "lower"),
@@ -98,14 +107,19 @@ rows = [
     ("fan-out 1k subs @20/s: delivery p99 (µs)", "fanout1k_paced", lambda x: x["latency"]["p99_us"], "lower"),
     ("fan-out 1k subs @20/s: delivery p50 (µs)", "fanout1k_paced", lambda x: x["latency"]["p50_us"], "lower"),
 ]
+print(f"Medians of {repeat} rounds; the range is min to max.\n")
 print("| measure | raw reference | wsgate | wsgate / raw | better is |")
 print("|---|---:|---:|---:|---|")
 for label, name, get, better in rows:
-    a, b = get(r(name, "raw")), get(r(name, "wsgate"))
+    xs = [get(x) for x in runs(name, "raw")]
+    ys = [get(y) for y in runs(name, "wsgate")]
+    a, b = statistics.median(xs), statistics.median(ys)
     ratio = b / a if a else float("nan")
-    print(f"| {label} | {a:,.1f} | {b:,.1f} | {ratio:.2f}x | {better} |")
-lost = {s: sum(r(n, s)["lost_unexplained"] + r(n, s)["duplicated"]
-               for n in ("fanout1k", "fanout10k", "fanout1k_paced")) for s in ("raw", "wsgate")}
+    cell = lambda v, vs: f"{v:,.1f} ({min(vs):,.0f}–{max(vs):,.0f})" if repeat > 1 else f"{v:,.1f}"
+    print(f"| {label} | {cell(a, xs)} | {cell(b, ys)} | {ratio:.2f}x | {better} |")
+lost = {s: sum(x["lost_unexplained"] + x["duplicated"]
+               for n in ("fanout1k", "fanout10k", "fanout1k_paced") for x in runs(n, s))
+        for s in ("raw", "wsgate")}
 print(f"\nlost or duplicated deliveries: raw {lost['raw']}, wsgate {lost['wsgate']}")
 PY
 echo "(raw JSON results in $out)" >&2

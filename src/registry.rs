@@ -81,10 +81,60 @@ pub struct Drain {
 
 #[derive(Default)]
 struct Queue {
-    items: VecDeque<Outbound>,
+    items: Items,
     close: Option<CloseRequest>,
     /// Taken by the connection task once it has acted on it.
     drain: Option<Drain>,
+}
+
+/// A FIFO that holds its first message inline: a connection that keeps up
+/// (the usual case: its task drains the queue as soon as it is woken)
+/// never allocates for its queue, and an idle one holds no queue memory.
+#[derive(Default)]
+struct Items {
+    /// The oldest message, when `rest` is empty or holds younger ones.
+    head: Option<Outbound>,
+    rest: VecDeque<Outbound>,
+}
+
+impl Items {
+    fn len(&self) -> usize {
+        usize::from(self.head.is_some()) + self.rest.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.head.is_none() && self.rest.is_empty()
+    }
+
+    fn push(&mut self, m: Outbound) {
+        if self.is_empty() {
+            self.head = Some(m);
+        } else {
+            self.rest.push_back(m);
+        }
+    }
+
+    fn clear(&mut self) {
+        self.head = None;
+        self.rest = VecDeque::new();
+    }
+
+    /// Moves up to `max` of the oldest messages into `out`.
+    fn take_into(&mut self, out: &mut Vec<Outbound>, max: usize) {
+        let mut left = max;
+        if left > 0 {
+            if let Some(h) = self.head.take() {
+                out.push(h);
+                left -= 1;
+            }
+        }
+        let n = self.rest.len().min(left);
+        out.extend(self.rest.drain(..n));
+        if self.rest.is_empty() {
+            // Give a burst's memory back.
+            self.rest = VecDeque::new();
+        }
+    }
 }
 
 /// Live counters of one connection, updated by its task without locks.
@@ -152,7 +202,7 @@ impl Conn {
             self.wake.notify_one();
             return Offer::Full;
         }
-        q.items.push_back(message);
+        q.items.push(message);
         drop(q);
         if wake {
             self.wake.notify_one();
@@ -210,10 +260,8 @@ impl Conn {
                 q.items.clear();
             }
         }
-        let n = q.items.len().min(max);
-        out.extend(q.items.drain(..n));
+        q.items.take_into(out, max);
         if q.items.is_empty() {
-            q.items.shrink_to(0);
             q.close.clone()
         } else {
             None

@@ -15,7 +15,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use crate::admin::protocol::Event;
-use crate::config::diff::{diff, Changes};
+use crate::config::diff::{diff, keep_restart_keys, Changes};
 use crate::config::{ConfigError, Settings};
 use crate::conn::close;
 use crate::daemon::Daemon;
@@ -95,9 +95,10 @@ fn record_error(daemon: &Daemon, origin: &str, dry_run: bool, e: ConfigError) ->
 }
 
 /// Applies validated settings.
-pub fn apply(daemon: &Daemon, new: Settings, origin: &str, dry_run: bool) -> Report {
+pub fn apply(daemon: &Daemon, mut new: Settings, origin: &str, dry_run: bool) -> Report {
     let old = daemon.settings();
     let changes = diff(&old, &new);
+    keep_restart_keys(&old.config.server, &mut new.config.server);
     drop(old);
     let conns = daemon.registry.all();
     let removed: Vec<&Arc<Conn>> = conns

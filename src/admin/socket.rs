@@ -40,7 +40,17 @@ impl Drop for SocketFile {
 /// Creates the socket: replaces a stale file, refuses to take over a live
 /// one, sets the mode.
 pub async fn bind(path: &Path, mode: u32) -> std::io::Result<(UnixListener, SocketFile)> {
-    if path.exists() {
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        use std::os::unix::fs::FileTypeExt;
+        if !meta.file_type().is_socket() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                format!(
+                    "{} exists and is not a socket; not replacing it",
+                    path.display()
+                ),
+            ));
+        }
         if UnixStream::connect(path).await.is_ok() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::AddrInUse,

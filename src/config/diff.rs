@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::schema::ServerConfig;
 use super::settings::Settings;
 
 /// Keys that are read once at start, so a change needs a restart.
@@ -18,6 +19,18 @@ pub const RESTART_KEYS: &[&str] = &[
     "server.watch_config",
     "server.reload_debounce",
 ];
+
+/// Keys read only at start keep their running values in the new config,
+/// so that the config in force (admin `config`) says what really runs; the
+/// next reload reports them again until a restart.
+pub fn keep_restart_keys(running: &ServerConfig, new: &mut ServerConfig) {
+    new.listen = running.listen;
+    new.admin_socket = running.admin_socket.clone();
+    new.admin_socket_mode = running.admin_socket_mode.clone();
+    new.admin_watch_buffer = running.admin_watch_buffer;
+    new.watch_config = running.watch_config;
+    new.reload_debounce = running.reload_debounce;
+}
 
 /// The difference between two configs.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -253,6 +266,19 @@ mod tests {
             c.restart_required,
             vec!["server.listen: \"127.0.0.1:1\" -> \"127.0.0.1:2\""]
         );
+    }
+
+    #[test]
+    fn every_restart_key_keeps_its_running_value() {
+        let a = settings("");
+        let mut b = settings(concat!(
+            "[server]\nlisten = \"127.0.0.1:9\"\nadmin_socket = \"/x.sock\"\n",
+            "admin_socket_mode = \"0660\"\nadmin_watch_buffer = 7\n",
+            "watch_config = false\nreload_debounce = \"1s\"\n",
+        ));
+        assert_eq!(diff(&a, &b).restart_required.len(), RESTART_KEYS.len());
+        keep_restart_keys(&a.config.server, &mut b.config.server);
+        assert!(diff(&a, &b).is_empty(), "{:?}", diff(&a, &b));
     }
 
     #[test]

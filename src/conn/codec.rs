@@ -295,8 +295,7 @@ fn parse_close(payload: &[u8]) -> Result<Event, ProtocolError> {
 }
 
 /// Appends one unmasked, unfragmented server frame.
-pub fn encode(out: &mut BytesMut, opcode: OpCode, payload: &[u8]) {
-    out.reserve(MAX_HEADER + payload.len());
+pub fn encode(out: &mut impl BufMut, opcode: OpCode, payload: &[u8]) {
     out.put_u8(0x80 | opcode as u8);
     let len = payload.len();
     if len < 126 {
@@ -313,7 +312,7 @@ pub fn encode(out: &mut BytesMut, opcode: OpCode, payload: &[u8]) {
 
 /// Appends a close frame; the reason is cut to fit a control frame (at a
 /// character boundary).
-pub fn encode_close(out: &mut BytesMut, code: Option<u16>, reason: &str) {
+pub fn encode_close(out: &mut impl BufMut, code: Option<u16>, reason: &str) {
     let Some(code) = code else {
         encode(out, OpCode::Close, &[]);
         return;

@@ -47,6 +47,12 @@ const TAKE_BATCH: usize = 256;
 
 type Limiter = RateLimiter<NotKeyed, InMemoryState, MonotonicClock>;
 
+thread_local! {
+    /// Where outbound frames are encoded before a write, shared by every
+    /// connection served by this thread.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// An upgraded connection, admitted and ready to run.
 pub struct Accepted {
     pub stream: TcpStream,
@@ -273,8 +279,9 @@ pub async fn run(daemon: Arc<Daemon>, accepted: Accepted) {
                     &request.reason,
                     !is_fatal(&request),
                 );
-            } else {
-                task.encode_all(&mut wire, &mut scratch);
+            } else if !task.send_taken(&mut wire, &mut scratch) {
+                task.vanished();
+                break;
             }
         }
         if !wire.wbuf.is_empty() {
@@ -452,6 +459,43 @@ impl Task<'_> {
 
     /// Encodes taken messages into the write buffer.
     fn encode_all(&mut self, wire: &mut Wire, taken: &mut Vec<Outbound>) {
+        self.encode_into(&mut wire.wbuf, taken);
+    }
+
+    /// Encodes and writes taken messages. With nothing already pending,
+    /// they are encoded into this thread's scratch buffer and written from
+    /// there, and only what the socket did not take is copied into the
+    /// connection's own buffer: a connection that keeps up allocates
+    /// nothing to send. `false` when the socket failed.
+    fn send_taken(&mut self, wire: &mut Wire, taken: &mut Vec<Outbound>) -> bool {
+        if taken.is_empty() {
+            return true;
+        }
+        if !wire.wbuf.is_empty() {
+            self.encode_all(wire, taken);
+            return true;
+        }
+        SCRATCH.with(|cell| {
+            let mut buf = cell.borrow_mut();
+            buf.clear();
+            self.encode_into(&mut *buf, taken);
+            let written = match wire.stream.try_write(&buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+                Err(_) => return false,
+            };
+            if let Some(rest) = buf.get(written..).filter(|r| !r.is_empty()) {
+                wire.wbuf.extend_from_slice(rest);
+            }
+            if buf.capacity() > 2 * WRITE_BATCH {
+                // A large message passed through; do not keep its room.
+                *buf = Vec::new();
+            }
+            true
+        })
+    }
+
+    fn encode_into(&mut self, out: &mut impl bytes::BufMut, taken: &mut Vec<Outbound>) {
         if taken.is_empty() {
             return;
         }
@@ -463,7 +507,7 @@ impl Task<'_> {
                 Outbound::Binary(b) => (OpCode::Binary, b),
             };
             bytes += payload.len() as u64;
-            codec::encode(&mut wire.wbuf, op, payload);
+            codec::encode(out, op, payload);
         }
         let stats = &self.conn.stats;
         stats.msgs_out.fetch_add(count, Ordering::Relaxed);
