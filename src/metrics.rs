@@ -165,6 +165,23 @@ impl Metrics {
         Metrics { registry, ..m }
     }
 
+    /// Brings the traffic counters up to the registry's totals (which only
+    /// grow) before they are shown.
+    pub fn sync_traffic(&self, t: crate::registry::Traffic) {
+        let _one_at_a_time = self.tallies.lock().unwrap_or_else(|e| e.into_inner());
+        for (counter, total) in [
+            (&self.messages_in, t.msgs_in),
+            (&self.messages_out, t.msgs_out),
+            (&self.bytes_in, t.bytes_in),
+            (&self.bytes_out, t.bytes_out),
+        ] {
+            let shown = counter.get();
+            if total > shown {
+                counter.inc_by(total - shown);
+            }
+        }
+    }
+
     fn tally(&self, f: impl FnOnce(&mut Tallies)) {
         f(&mut self.tallies.lock().unwrap_or_else(|e| e.into_inner()))
     }

@@ -347,9 +347,29 @@ impl Scope {
     }
 }
 
+/// Messages and bytes in and out, summed over connections.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Traffic {
+    pub msgs_in: u64,
+    pub msgs_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+impl Traffic {
+    fn add(&mut self, s: &ConnStats) {
+        self.msgs_in += s.msgs_in.load(Ordering::Relaxed);
+        self.msgs_out += s.msgs_out.load(Ordering::Relaxed);
+        self.bytes_in += s.bytes_in.load(Ordering::Relaxed);
+        self.bytes_out += s.bytes_out.load(Ordering::Relaxed);
+    }
+}
+
 #[derive(Default)]
 struct Inner {
     conns: HashMap<ConnId, Arc<Conn>>,
+    /// What closed connections carried; live ones are summed on demand.
+    closed: Traffic,
     global: Scope,
     routes: HashMap<Arc<str>, Scope>,
 }
@@ -399,6 +419,7 @@ impl Registry {
             conns,
             global,
             routes,
+            ..
         } = &mut *inner;
         let empty = Scope::default();
         let route_scope = routes.get(c.route).unwrap_or(&empty);
@@ -511,6 +532,19 @@ impl Registry {
         self.len() == 0
     }
 
+    /// Total traffic of every connection so far. The per-message path only
+    /// touches each connection's own counters; the daemon-wide totals are
+    /// summed here, under the lock that also moves a closing connection's
+    /// totals, so they never count one twice or lose one.
+    pub fn traffic(&self) -> Traffic {
+        let inner = lock(&self.inner);
+        let mut t = inner.closed;
+        for c in inner.conns.values() {
+            t.add(&c.stats);
+        }
+        t
+    }
+
     pub fn counts(&self) -> Counts {
         let inner = lock(&self.inner);
         let mut by_route: Vec<(String, usize)> = inner
@@ -535,6 +569,7 @@ impl Registry {
             conn.user.as_deref()
         };
         inner.conns.remove(&conn.id);
+        inner.closed.add(&conn.stats);
         inner.global.remove(conn.id, conn.ip, user);
         if let Some(scope) = inner.routes.get_mut(&conn.route) {
             scope.remove(conn.id, conn.ip, user);
@@ -670,6 +705,24 @@ mod tests {
         let _x = r.admit(cand(&a)).expect("x");
         assert_eq!(r.admit(cand(&a)).err(), Some(Refusal::Route));
         assert!(r.admit(cand(&b)).is_ok());
+    }
+
+    #[test]
+    fn traffic_totals_keep_what_closed_connections_carried() {
+        let r = Registry::new(Arc::new(Metrics::new()));
+        let route: Arc<str> = "/ws".into();
+        let l = limits(10, 10, 10, OnUserLimit::Reject);
+        let a = admit(&r, &route, [1, 1, 1, 1], None, &l).expect("a");
+        let b = admit(&r, &route, [1, 1, 1, 1], None, &l).expect("b");
+        a.conn().stats.msgs_in.store(3, Ordering::Relaxed);
+        a.conn().stats.bytes_out.store(100, Ordering::Relaxed);
+        b.conn().stats.msgs_in.store(4, Ordering::Relaxed);
+        assert_eq!(r.traffic().msgs_in, 7);
+        drop(a);
+        let t = r.traffic();
+        assert_eq!((t.msgs_in, t.bytes_out), (7, 100));
+        drop(b);
+        assert_eq!(r.traffic().msgs_in, 7);
     }
 
     #[test]

@@ -123,6 +123,7 @@ pub fn stats(daemon: &Daemon) -> Stats {
 
     let t = daemon.metrics.tallies();
     let m = &daemon.metrics;
+    let traffic = daemon.registry.traffic();
     Stats {
         version: env!("CARGO_PKG_VERSION").to_string(),
         uptime_s: daemon.started.elapsed().as_secs_f64(),
@@ -149,10 +150,10 @@ pub fn stats(daemon: &Daemon) -> Stats {
             .map(|(k, v)| (k.to_string(), *v))
             .collect(),
         closes: t.closes.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
-        messages_in: m.messages_in.get(),
-        messages_out: m.messages_out.get(),
-        bytes_in: m.bytes_in.get(),
-        bytes_out: m.bytes_out.get(),
+        messages_in: traffic.msgs_in,
+        messages_out: traffic.msgs_out,
+        bytes_in: traffic.bytes_in,
+        bytes_out: traffic.bytes_out,
         publishes: t
             .publishes
             .iter()

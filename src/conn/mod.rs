@@ -512,8 +512,6 @@ impl Task<'_> {
         let stats = &self.conn.stats;
         stats.msgs_out.fetch_add(count, Ordering::Relaxed);
         stats.bytes_out.fetch_add(bytes, Ordering::Relaxed);
-        self.daemon.metrics.messages_out.inc_by(count);
-        self.daemon.metrics.bytes_out.inc_by(bytes);
     }
 
     /// A close a router asked for; a code that may not go on the wire
@@ -691,8 +689,6 @@ impl Task<'_> {
             .bytes_in
             .fetch_add(data.len() as u64, Ordering::Relaxed);
         let metrics = &self.daemon.metrics;
-        metrics.messages_in.inc();
-        metrics.bytes_in.inc_by(data.len() as u64);
 
         if self.limiter.as_ref().is_some_and(|l| l.check().is_err()) {
             match limits.on_rate_limit {

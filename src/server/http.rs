@@ -37,11 +37,14 @@ pub async fn handle(
                 reply::json(StatusCode::OK, &json!({"status": "ready"}))
             }
         }
-        (&Method::GET, "/metrics") => reply::text(
-            StatusCode::OK,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            daemon.metrics.render(),
-        ),
+        (&Method::GET, "/metrics") => {
+            daemon.metrics.sync_traffic(daemon.registry.traffic());
+            reply::text(
+                StatusCode::OK,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                daemon.metrics.render(),
+            )
+        }
         (_, "/healthz" | "/readyz" | "/metrics") => reply::error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
