@@ -302,18 +302,27 @@ fn reload_text(dry_run: bool, v: &serde_json::Value) -> String {
     for r in restart {
         out.push_str(&format!("  needs a restart: {r}\n"));
     }
-    let over = v
+    let over: Vec<&serde_json::Value> = v
         .get("over_cap")
         .and_then(|x| x.as_array())
-        .map_or(0, Vec::len);
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
+    let closing = over.iter().filter(|o| o["closes"] == true).count();
+    let staying = over.len() - closing;
     let removed = v
         .get("on_removed_routes")
         .and_then(|x| x.as_u64())
         .unwrap_or(0);
     let verb = if dry_run { "would close" } else { "closing" };
-    if over > 0 {
+    if closing > 0 {
         out.push_str(&format!(
-            "  {verb} {over} connection(s) over a tightened cap (4006)\n"
+            "  {verb} {closing} connection(s) over a tightened cap (4006)\n"
+        ));
+    }
+    if staying > 0 {
+        let stay = if dry_run { "would stay" } else { "staying" };
+        out.push_str(&format!(
+            "  {staying} connection(s) over a tightened cap {stay} open (enforce_on_reload is off)\n"
         ));
     }
     if removed > 0 {

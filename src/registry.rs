@@ -316,6 +316,13 @@ impl Scope {
         self.by_user.get(user).map_or(0, VecDeque::len)
     }
 
+    fn peaks(&self) -> Peaks {
+        Peaks {
+            ip: self.by_ip.values().copied().max().unwrap_or(0),
+            user: self.by_user.values().map(VecDeque::len).max().unwrap_or(0),
+        }
+    }
+
     fn add(&mut self, id: ConnId, ip: IpAddr, user: Option<&Arc<str>>) {
         self.total += 1;
         *self.by_ip.entry(ip).or_default() += 1;
@@ -399,6 +406,18 @@ pub struct Counts {
     pub by_route: Vec<(String, usize)>,
     pub ips: usize,
     pub users: usize,
+    /// The busiest address and user over the whole daemon.
+    pub peaks: Peaks,
+    /// The same within each route that has connections.
+    pub route_peaks: Vec<(String, Peaks)>,
+}
+
+/// The connections of a scope's busiest client address and busiest user:
+/// how close the per-IP and per-user caps are.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Peaks {
+    pub ip: usize,
+    pub user: usize,
 }
 
 impl Registry {
@@ -553,11 +572,19 @@ impl Registry {
             .map(|(r, s)| (r.to_string(), s.total))
             .collect();
         by_route.sort();
+        let mut route_peaks: Vec<(String, Peaks)> = inner
+            .routes
+            .iter()
+            .map(|(r, s)| (r.to_string(), s.peaks()))
+            .collect();
+        route_peaks.sort_by(|a, b| a.0.cmp(&b.0));
         Counts {
             total: inner.global.total,
             by_route,
             ips: inner.global.by_ip.len(),
             users: inner.global.by_user.len(),
+            peaks: inner.global.peaks(),
+            route_peaks,
         }
     }
 

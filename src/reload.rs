@@ -8,7 +8,7 @@
 //! with 4006 (oldest first). Every other connection picks the new limits up
 //! at its next event (it is woken so that timers are re-armed at once).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -27,7 +27,8 @@ use crate::registry::{Conn, ConnId};
 pub struct Report {
     pub dry_run: bool,
     pub changes: Changes,
-    /// Connections over a tightened cap (closed with 4006 unless dry).
+    /// Connections over a cap of the new config; those marked `closes`
+    /// (`enforce_on_reload`) are closed with 4006 unless dry.
     pub over_cap: Vec<Overage>,
     /// Connections on removed routes (closed with 1001 unless dry).
     pub on_removed_routes: usize,
@@ -39,6 +40,9 @@ pub struct Overage {
     pub id: ConnId,
     pub route: String,
     pub cap: &'static str,
+    /// Whether the reload closes it (`enforce_on_reload` in that scope);
+    /// otherwise it stays open and the cap binds new connections only.
+    pub closes: bool,
 }
 
 /// The last reload's outcome, for `stats`.
@@ -124,7 +128,7 @@ pub fn apply(daemon: &Daemon, mut new: Settings, origin: &str, dry_run: bool) ->
         c.request_close(close::GOING_AWAY, "route removed");
     }
     let by_id: HashMap<ConnId, &Arc<Conn>> = conns.iter().map(|c| (c.id, c)).collect();
-    for o in &report.over_cap {
+    for o in report.over_cap.iter().filter(|o| o.closes) {
         if let Some(c) = by_id.get(&o.id) {
             c.request_close(close::LIMIT_TIGHTENED, "limit tightened");
         }
@@ -149,10 +153,11 @@ pub fn apply(daemon: &Daemon, mut new: Settings, origin: &str, dry_run: bool) ->
     if !c.restart_required.is_empty() {
         tracing::warn!(origin, keys = ?c.restart_required, "config reloaded: restart required for these keys; the running values stay");
     }
-    if report.on_removed_routes > 0 || !report.over_cap.is_empty() {
+    let closing = report.over_cap.iter().filter(|o| o.closes).count();
+    if report.on_removed_routes > 0 || closing > 0 {
         tracing::info!(
             on_removed_routes = report.on_removed_routes,
-            over_cap = report.over_cap.len(),
+            over_cap = closing,
             "closing connections after reload"
         );
     }
@@ -171,28 +176,27 @@ pub fn apply(daemon: &Daemon, mut new: Settings, origin: &str, dry_run: bool) ->
     report
 }
 
-/// The connections over a cap of `settings` (only where
-/// `enforce_on_reload` is set), oldest first within each group: the oldest
-/// go, the newest stay.
+/// The connections over a cap of `settings`, oldest first within each
+/// group: the oldest are over, the newest fit. Where `enforce_on_reload` is
+/// set for the scope the overage `closes`; a connection that closes no
+/// longer counts against the caps checked after it, one that stays does.
 pub fn over_caps(conns: &[Arc<Conn>], settings: &Settings) -> Vec<Overage> {
     let mut sorted: Vec<&Arc<Conn>> = conns
         .iter()
         .filter(|c| settings.route(&c.route).is_some() && !c.closing())
         .collect();
     sorted.sort_by_key(|c| c.id);
-    let mut out: Vec<Overage> = Vec::new();
-    let mut chosen: HashSet<ConnId> = HashSet::new();
+    let mut found: HashMap<ConnId, Overage> = HashMap::new();
     let global = settings.limits();
 
-    // Each pass counts the connections not already chosen.
+    // Each pass counts the connections not already closing.
     let mut pass = |cap: &'static str,
                     enforce: &dyn Fn(&Conn) -> bool,
                     key: &dyn Fn(&Conn) -> Option<String>,
-                    limit: &dyn Fn(&Conn) -> usize,
-                    out: &mut Vec<Overage>| {
+                    limit: &dyn Fn(&Conn) -> usize| {
         let mut groups: HashMap<String, Vec<&Arc<Conn>>> = HashMap::new();
         for c in &sorted {
-            if chosen.contains(&c.id) || !enforce(c) {
+            if found.get(&c.id).is_some_and(|o| o.closes) {
                 continue;
             }
             if let Some(k) = key(c) {
@@ -203,12 +207,17 @@ pub fn over_caps(conns: &[Arc<Conn>], settings: &Settings) -> Vec<Overage> {
             let Some(first) = group.first() else { continue };
             let excess = group.len().saturating_sub(limit(first));
             for c in group.iter().take(excess) {
-                chosen.insert(c.id);
-                out.push(Overage {
+                let closes = enforce(c);
+                let entry = found.entry(c.id).or_insert_with(|| Overage {
                     id: c.id,
                     route: c.route.to_string(),
                     cap,
+                    closes,
                 });
+                if closes && !entry.closes {
+                    entry.cap = cap;
+                    entry.closes = true;
+                }
             }
         }
     };
@@ -228,43 +237,29 @@ pub fn over_caps(conns: &[Arc<Conn>], settings: &Settings) -> Vec<Overage> {
         &route_enforce,
         &|c| Some(c.route.to_string()),
         &|c| route_limits(c).max_connections,
-        &mut out,
     );
-    pass(
-        "total",
-        &global_enforce,
-        &|_| Some(String::new()),
-        &|_| global.max_connections,
-        &mut out,
-    );
+    pass("total", &global_enforce, &|_| Some(String::new()), &|_| {
+        global.max_connections
+    });
     pass(
         "ip",
         &route_enforce,
         &|c| Some(format!("{}|{}", c.route, ip(c))),
         &|c| route_limits(c).max_connections_per_ip,
-        &mut out,
     );
-    pass(
-        "ip",
-        &global_enforce,
-        &|c| Some(ip(c).to_string()),
-        &|_| global.max_connections_per_ip,
-        &mut out,
-    );
+    pass("ip", &global_enforce, &|c| Some(ip(c).to_string()), &|_| {
+        global.max_connections_per_ip
+    });
     pass(
         "user",
         &route_enforce,
         &|c| user(c).map(|u| format!("{}|{u}", c.route)),
         &|c| route_limits(c).max_connections_per_user,
-        &mut out,
     );
-    pass(
-        "user",
-        &global_enforce,
-        &user,
-        &|_| global.max_connections_per_user,
-        &mut out,
-    );
+    pass("user", &global_enforce, &user, &|_| {
+        global.max_connections_per_user
+    });
+    let mut out: Vec<Overage> = found.into_values().collect();
     out.sort_by_key(|o| o.id);
     out
 }

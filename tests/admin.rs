@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 use tokio::time::timeout;
@@ -174,6 +174,15 @@ async fn ctl(socket: &Path, args: &[&str]) -> (i32, String, String) {
     run(env!("CARGO_BIN_EXE_wsgate"), &all).await
 }
 
+/// `n` clients of the echo route.
+async fn echo_clients(d: &Daemon, n: usize) -> Vec<Ws> {
+    let mut conns = Vec::with_capacity(n);
+    for _ in 0..n {
+        conns.push(d.connect("/ws/echo").await);
+    }
+    conns
+}
+
 /// An echo round trip: the connection is open and served.
 async fn echo_round_trip(ws: &mut Ws, text: &str) {
     ws.send(Message::text(text)).await.expect("send");
@@ -276,6 +285,19 @@ async fn stats_list_show_publish_and_config_over_the_socket() {
         .find(|l| l["scope"] == "total")
         .unwrap_or_else(|| panic!("no `total` limit: {stats}"));
     assert_eq!(total["connections"], 4, "{total}");
+    // Every connection comes from 127.0.0.1; alice is the only user.
+    assert_eq!(total["top_ip_connections"], 4, "{total}");
+    assert_eq!(total["top_user_connections"], 1, "{total}");
+    let per_ip = total["max_connections_per_ip"]
+        .as_f64()
+        .expect("per-ip cap");
+    assert_eq!(total["ip_utilisation"], 4.0 / per_ip, "{total}");
+    let echo = limits
+        .iter()
+        .find(|l| l["scope"] == "/ws/echo")
+        .unwrap_or_else(|| panic!("no `/ws/echo` limit: {stats}"));
+    assert_eq!(echo["top_ip_connections"], 2, "{echo}");
+    assert_eq!(echo["top_user_connections"], 0, "{echo}");
     assert!(limits.iter().any(|l| l["scope"] == "/auth"), "{stats}");
     assert_eq!(stats["topics"], 1, "{stats}");
     assert_eq!(stats["draining"], false, "{stats}");
@@ -698,10 +720,7 @@ async fn reload_dry_run_reports_connections_over_a_tightened_cap_and_closes_none
     };
     let d = Daemon::start(&config(10)).await;
     let mut a = Admin::connect(&d).await;
-    let mut conns = Vec::new();
-    for _ in 0..3 {
-        conns.push(d.connect("/ws/echo").await);
-    }
+    let mut conns = echo_clients(&d, 3).await;
     let ids = a.ids(json!({})).await;
     assert_eq!(ids.len(), 3);
 
@@ -715,6 +734,7 @@ async fn reload_dry_run_reports_connections_over_a_tightened_cap_and_closes_none
     // The oldest two would go.
     assert_eq!(row_ids(&r["over_cap"]), ids[..2].to_vec(), "{r}");
     assert!(over.iter().all(|o| o["cap"] == "ip"), "{r}");
+    assert!(over.iter().all(|o| o["closes"] == true), "{r}");
     assert!(
         r["changes"]["applied"]
             .as_array()
@@ -736,6 +756,34 @@ async fn reload_dry_run_reports_connections_over_a_tightened_cap_and_closes_none
         0.0,
         "a dry run is not a reload"
     );
+}
+
+#[tokio::test]
+async fn reload_reports_connections_over_a_cap_it_does_not_enforce() {
+    let config = |n: usize| format!("{NO_WATCH}[limits]\nmax_connections_per_ip = {n}\n");
+    let d = Daemon::start(&config(10)).await;
+    let mut a = Admin::connect(&d).await;
+    let mut conns = echo_clients(&d, 3).await;
+    let ids = a.ids(json!({})).await;
+
+    d.write_config(&config(2));
+    let dry = a
+        .ok(json!({"id": 1, "cmd": "reload", "dry_run": true}))
+        .await;
+    assert_eq!(row_ids(&dry["over_cap"]), ids[..1].to_vec(), "{dry}");
+    assert_eq!(dry["over_cap"][0]["closes"], false, "{dry}");
+    assert_eq!(dry["over_cap"][0]["cap"], "ip", "{dry}");
+
+    // The real reload reports the same and closes nobody.
+    let r = a.ok(json!({"id": 2, "cmd": "reload"})).await;
+    assert_eq!(r["over_cap"], dry["over_cap"], "{r}");
+    for (i, ws) in conns.iter_mut().enumerate() {
+        echo_round_trip(ws, &format!("still here {i}")).await;
+    }
+    assert_eq!(d.metric("wsgate_closes_total{code=\"4006\"}").await, 0.0);
+    // The tightened cap binds new connections.
+    let (status, body) = d.refused("/ws/echo", &[]).await;
+    assert_eq!(status, 429, "{body}");
 }
 
 // ---------------------------------------------------------------------------
@@ -797,6 +845,61 @@ async fn socket_mode_is_0600_by_default_and_configurable() {
     // Both answer.
     Admin::connect(&d).await.stats().await;
     Admin::connect(&open).await.stats().await;
+}
+
+#[tokio::test]
+async fn a_stale_socket_file_is_replaced_and_a_live_one_is_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("admin.sock");
+    // A crashed run's socket: bound, its listener gone, the file left.
+    drop(std::os::unix::net::UnixListener::bind(&path).expect("bind"));
+    assert!(path.exists());
+    let config = format!("[server]\nadmin_socket = \"{}\"\n", path.display());
+    let _d = Daemon::start(&config).await;
+    let stream = UnixStream::connect(&path)
+        .await
+        .expect("the daemon answers");
+    let (read, write) = stream.into_split();
+    let mut a = Admin {
+        lines: BufReader::new(read).lines(),
+        write,
+    };
+    assert!(a.stats().await["connections"]["total"].is_u64());
+
+    // A second daemon on the same path must not take the live socket over.
+    let second = dir.path().join("second.toml");
+    std::fs::write(
+        &second,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nwatch_config = false\nadmin_socket = \"{}\"\n",
+            path.display()
+        ),
+    )
+    .expect("write config");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wsgate"))
+        .arg("serve")
+        .arg("-c")
+        .arg(&second)
+        .env("WSGATE_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run wsgate");
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the second daemon did not give up");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let out = child.wait_with_output().expect("output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("another process answers on"), "{stderr}");
+    // The first one still answers on it.
+    assert!(a.stats().await["connections"]["total"].is_u64());
 }
 
 #[tokio::test]
@@ -1009,6 +1112,49 @@ async fn a_watcher_that_never_reads_holds_up_no_one() {
     // it reads, is told how many events it missed.
     let lagged = stuck.event("lagged", |_| true).await;
     assert!(lagged["missed"].as_u64().unwrap_or(0) > 0, "{lagged}");
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_its_answers_is_disconnected() {
+    let d = Daemon::start("[server]\nadmin_output_queue = 2\n").await;
+    let stuck = UnixStream::connect(d.admin_socket())
+        .await
+        .expect("connect");
+    let (mut read, mut write) = stuck.into_split();
+    // Requests whose answers are large (`config`), one at a time so that
+    // the daemon's writer keeps up until the socket's buffers are full and
+    // it is stuck; no answer is ever read.
+    let sender = tokio::spawn(async move {
+        for _ in 0..5000 {
+            if write
+                .write_all(b"{\"id\":1,\"cmd\":\"config\"}\n")
+                .await
+                .is_err()
+            {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        false
+    });
+    let hung_up = timeout(PATIENCE, sender)
+        .await
+        .expect("the daemon stops reading or hangs up in time")
+        .expect("sender task");
+    d.wait_log(&["admin client does not read its answers; disconnecting"])
+        .await;
+    // Whatever was already on its way can still be read; then the stream
+    // ends (or is reset): the daemon no longer holds the connection.
+    let mut sink = Vec::new();
+    let ended = timeout(PATIENCE, read.read_to_end(&mut sink)).await;
+    assert!(
+        ended.is_ok(),
+        "the connection was not closed (hung_up: {hung_up})"
+    );
+
+    // The daemon keeps serving others.
+    let mut a = Admin::connect(&d).await;
+    assert!(a.stats().await["connections"]["total"].is_u64());
 }
 
 // ---------------------------------------------------------------------------

@@ -276,7 +276,15 @@ pub struct LimitUse {
     /// connections / max_connections.
     pub utilisation: f64,
     pub max_connections_per_ip: usize,
+    /// Connections of the busiest client address in this scope.
+    pub top_ip_connections: usize,
+    /// top_ip_connections / max_connections_per_ip.
+    pub ip_utilisation: f64,
     pub max_connections_per_user: usize,
+    /// Connections of the busiest user in this scope.
+    pub top_user_connections: usize,
+    /// top_user_connections / max_connections_per_user.
+    pub user_utilisation: f64,
     pub max_message_bytes: usize,
     pub messages_per_second: u32,
     pub send_queue: usize,

@@ -51,11 +51,25 @@ pub async fn bind(path: &Path, mode: u32) -> std::io::Result<(UnixListener, Sock
                 ),
             ));
         }
-        if UnixStream::connect(path).await.is_ok() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::AddrInUse,
-                format!("another process answers on {}", path.display()),
-            ));
+        // Only a refused connection proves that nobody listens; any other
+        // failure (e.g. no permission) leaves the file alone.
+        match UnixStream::connect(path).await {
+            Ok(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::AddrInUse,
+                    format!("another process answers on {}", path.display()),
+                ))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+            Err(e) => {
+                return Err(std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "cannot tell whether {} is in use ({e}); not replacing it",
+                        path.display()
+                    ),
+                ))
+            }
         }
         tracing::info!(path = %path.display(), "replacing a stale admin socket");
         std::fs::remove_file(path)?;
@@ -219,8 +233,11 @@ async fn client(stream: UnixStream, access: Access, service: Arc<Service>) {
             Ok(Request { id, command }) => service.execute(id, command).await,
         };
         if out.try_send(line(&response)).is_err() {
+            // The writer is stuck on a socket nobody reads: stop it, which
+            // drops the write half, and with the read half the socket.
             tracing::warn!(uid, "admin client does not read its answers; disconnecting");
-            break;
+            writer.abort();
+            return;
         }
     }
     drop(out);

@@ -10,7 +10,7 @@ use super::protocol::{
     ConnDetail, ConnRow, Connections, Filter, LimitUse, ReloadInfo, SortKey, Stats,
 };
 use crate::daemon::Daemon;
-use crate::registry::Conn;
+use crate::registry::{Conn, Peaks};
 
 fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
@@ -103,22 +103,36 @@ pub fn stats(daemon: &Daemon) -> Stats {
     let by_route: BTreeMap<String, usize> = counts.by_route.iter().cloned().collect();
 
     let global = settings.limits();
-    let use_of = |scope: &str, l: &crate::config::Limits, n: usize| LimitUse {
+    let ratio = |n: usize, max: usize| n as f64 / max.max(1) as f64;
+    let use_of = |scope: &str, l: &crate::config::Limits, n: usize, p: Peaks| LimitUse {
         scope: scope.to_string(),
         max_connections: l.max_connections,
         connections: n,
-        utilisation: n as f64 / l.max_connections.max(1) as f64,
+        utilisation: ratio(n, l.max_connections),
         max_connections_per_ip: l.max_connections_per_ip,
+        top_ip_connections: p.ip,
+        ip_utilisation: ratio(p.ip, l.max_connections_per_ip),
         max_connections_per_user: l.max_connections_per_user,
+        top_user_connections: p.user,
+        user_utilisation: ratio(p.user, l.max_connections_per_user),
         max_message_bytes: l.max_message_bytes,
         messages_per_second: l.messages_per_second,
         send_queue: l.send_queue,
         max_subscriptions: l.max_subscriptions,
     };
-    let mut limits = vec![use_of("total", global, counts.total)];
+    let route_peaks: BTreeMap<&str, Peaks> = counts
+        .route_peaks
+        .iter()
+        .map(|(r, p)| (r.as_str(), *p))
+        .collect();
+    let mut limits = vec![use_of("total", global, counts.total, counts.peaks)];
     for r in &settings.routes {
         let n = by_route.get(&r.path).copied().unwrap_or(0);
-        limits.push(use_of(&r.path, &r.limits, n));
+        let p = route_peaks
+            .get(r.path.as_str())
+            .copied()
+            .unwrap_or_default();
+        limits.push(use_of(&r.path, &r.limits, n, p));
     }
 
     let t = daemon.metrics.tallies();
