@@ -5,7 +5,7 @@
 #
 # usage: benches/run.sh [RESULTS_DIR]
 # env:   REPEAT (3), IDLE_CONNS (10000), ECHO_CONNS (50), ECHO_MSGS (2000),
-#        FANOUT_MSGS (300), FANOUT_BIG_MSGS (100)
+#        FANOUT_MSGS (300), FANOUT_BIG_MSGS (100), FANOUT_THREADS (2)
 #
 # Each round runs every measurement against both servers in turn; the table
 # shows the median over REPEAT rounds (shared machines are noisy: compare
@@ -23,6 +23,10 @@ ECHO_CONNS=${ECHO_CONNS:-50}
 ECHO_MSGS=${ECHO_MSGS:-2000}
 FANOUT_MSGS=${FANOUT_MSGS:-300}
 FANOUT_BIG_MSGS=${FANOUT_BIG_MSGS:-100}
+# Receiving a fan-out takes the load generator more work than sending it
+# takes the server: with one thread it, not the server, sets the pace at
+# 10,000 subscribers (the fanout10k_1t row shows that case).
+FANOUT_THREADS=${FANOUT_THREADS:-2}
 PORT=${PORT:-18790}
 
 cargo build --release --quiet -p wsgate -p raw-echo --bins
@@ -83,9 +87,11 @@ for server in raw wsgate; do
   bench fanout1k_paced "$server" fanout --url "$ws/ws" --api "$api" --key bench \
     --subs 1000 --msgs 200 --size 256 --rate 20
   bench fanout1k "$server" fanout --url "$ws/ws" --api "$api" --key bench \
-    --subs 1000 --msgs "$FANOUT_MSGS" --size 256
+    --subs 1000 --msgs "$FANOUT_MSGS" --size 256 --threads "$FANOUT_THREADS"
   bench fanout10k "$server" fanout --url "$ws/ws" --api "$api" --key bench \
-    --subs 10000 --msgs "$FANOUT_BIG_MSGS" --size 256
+    --subs 10000 --msgs "$FANOUT_BIG_MSGS" --size 256 --threads "$FANOUT_THREADS"
+  bench fanout10k_1t "$server" fanout --url "$ws/ws" --api "$api" --key bench \
+    --subs 10000 --msgs "$FANOUT_BIG_MSGS" --size 256 --threads 1
 done
 done
 
@@ -104,6 +110,8 @@ rows = [
     ("echo: round trip p99 (µs)", "echo", lambda x: x["latency"]["p99_us"], "lower"),
     ("fan-out 1k subs: deliveries/s", "fanout1k", lambda x: x["deliveries_per_s"], "higher"),
     ("fan-out 10k subs: deliveries/s", "fanout10k", lambda x: x["deliveries_per_s"], "higher"),
+    ("fan-out 10k subs: delivery p99 (µs)", "fanout10k", lambda x: x["latency"]["p99_us"], "lower"),
+    ("fan-out 10k subs, 1-thread generator: deliveries/s", "fanout10k_1t", lambda x: x["deliveries_per_s"], "higher"),
     ("fan-out 1k subs @20/s: delivery p99 (µs)", "fanout1k_paced", lambda x: x["latency"]["p99_us"], "lower"),
     ("fan-out 1k subs @20/s: delivery p50 (µs)", "fanout1k_paced", lambda x: x["latency"]["p50_us"], "lower"),
 ]
@@ -118,7 +126,8 @@ for label, name, get, better in rows:
     cell = lambda v, vs: f"{v:,.1f} ({min(vs):,.0f}–{max(vs):,.0f})" if repeat > 1 else f"{v:,.1f}"
     print(f"| {label} | {cell(a, xs)} | {cell(b, ys)} | {ratio:.2f}x | {better} |")
 lost = {s: sum(x["lost_unexplained"] + x["duplicated"]
-               for n in ("fanout1k", "fanout10k", "fanout1k_paced") for x in runs(n, s))
+               for n in ("fanout1k", "fanout10k", "fanout10k_1t", "fanout1k_paced")
+               for x in runs(n, s))
         for s in ("raw", "wsgate")}
 print(f"\nlost or duplicated deliveries: raw {lost['raw']}, wsgate {lost['wsgate']}")
 PY

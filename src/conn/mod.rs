@@ -138,6 +138,29 @@ fn limiter(limits: &Limits) -> Option<Limiter> {
     ))
 }
 
+/// Reads what the socket holds into `buf`. A read shorter than the room
+/// offered means the socket's receive queue is empty: its readiness is
+/// then cleared at once (as tokio's own `poll_read` does), so the loop
+/// waits for the next arrival instead of spending a system call on the
+/// `WouldBlock` it would get. Data that arrives meanwhile sets readiness
+/// again (tokio clears only the readiness it observed before the read).
+fn read_available(stream: &TcpStream, buf: &mut BytesMut) -> std::io::Result<usize> {
+    let room = buf.capacity() - buf.len();
+    let mut drained = None;
+    let r = stream.try_io(tokio::io::Interest::READABLE, || {
+        let n = stream.try_read_buf(buf)?;
+        if n > 0 && n < room {
+            drained = Some(n);
+            return Err(std::io::ErrorKind::WouldBlock.into());
+        }
+        Ok(n)
+    });
+    match (r, drained) {
+        (_, Some(n)) => Ok(n),
+        (r, None) => r,
+    }
+}
+
 /// The connection's I/O state.
 struct Wire {
     stream: TcpStream,
@@ -570,7 +593,7 @@ impl Task<'_> {
         if wire.rbuf.capacity() < want {
             wire.rbuf.reserve((want - wire.rbuf.len()).max(READ_CHUNK));
         }
-        match wire.stream.try_read_buf(&mut wire.rbuf) {
+        match read_available(&wire.stream, &mut wire.rbuf) {
             Ok(0) => {
                 if self.peer_close.is_none() {
                     self.vanished();
