@@ -4,7 +4,7 @@
 # run, every measurement on a freshly started server.
 #
 # usage: benches/run.sh [RESULTS_DIR]
-# env:   REPEAT (3), IDLE_CONNS (10000), ECHO_CONNS (50), ECHO_MSGS (2000),
+# env:   REPEAT (3), IDLE_CONNS (10000), ECHO_CONNS (50), ECHO_MSGS (10000),
 #        FANOUT_MSGS (300), FANOUT_BIG_MSGS (100), FANOUT_THREADS (2)
 #
 # Each round runs every measurement against both servers in turn; the table
@@ -20,7 +20,7 @@ mkdir -p "$out"
 REPEAT=${REPEAT:-3}
 IDLE_CONNS=${IDLE_CONNS:-10000}
 ECHO_CONNS=${ECHO_CONNS:-50}
-ECHO_MSGS=${ECHO_MSGS:-2000}
+ECHO_MSGS=${ECHO_MSGS:-10000}
 FANOUT_MSGS=${FANOUT_MSGS:-300}
 FANOUT_BIG_MSGS=${FANOUT_BIG_MSGS:-100}
 # Receiving a fan-out takes the load generator more work than sending it

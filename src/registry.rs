@@ -16,7 +16,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 
-use tokio::sync::Notify;
+use std::task::{Context, Poll};
+
+use atomic_waker::AtomicWaker;
 use wsgate_plugin_api::Outbound;
 
 use crate::config::{Limits, OnUserLimit};
@@ -163,7 +165,7 @@ pub struct Conn {
     /// The send queue bound in force (updated live on reload).
     pub queue_limit: AtomicUsize,
     queue: Mutex<Queue>,
-    wake: Notify,
+    wake: Wakeup,
     subscriptions: Mutex<Vec<Arc<str>>>,
     /// Set once the per-user share of this connection was handed to a newer
     /// connection (evict_oldest), so the slot does not release it twice.
@@ -199,13 +201,13 @@ impl Conn {
                 discard_queue: true,
             });
             drop(q);
-            self.wake.notify_one();
+            self.wake.wake();
             return Offer::Full;
         }
         q.items.push(message);
         drop(q);
         if wake {
-            self.wake.notify_one();
+            self.wake.wake();
         }
         Offer::Queued
     }
@@ -226,7 +228,7 @@ impl Conn {
         }
         q.close = Some(request);
         drop(q);
-        self.wake.notify_one();
+        self.wake.wake();
         true
     }
 
@@ -238,7 +240,7 @@ impl Conn {
         }
         q.drain = Some(drain);
         drop(q);
-        self.wake.notify_one();
+        self.wake.wake();
     }
 
     /// The drain request, once.
@@ -248,7 +250,7 @@ impl Conn {
 
     /// Wakes the connection task so that it re-reads its limits.
     pub fn nudge(&self) {
-        self.wake.notify_one();
+        self.wake.wake();
     }
 
     /// Moves queued messages out (up to `max`), and the close request once
@@ -278,9 +280,10 @@ impl Conn {
         lock(&self.queue).close.is_some()
     }
 
-    /// Resolves when a message is queued or a close is requested.
-    pub(crate) fn notified(&self) -> tokio::sync::futures::Notified<'_> {
-        self.wake.notified()
+    /// Ready once a message was queued, a close or drain requested, or a
+    /// nudge given since the last time it was ready.
+    pub(crate) fn poll_woken(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.wake.poll(cx)
     }
 
     pub fn subscriptions(&self) -> Vec<Arc<str>> {
@@ -299,6 +302,37 @@ impl Conn {
     pub fn idle_secs(&self) -> f64 {
         let last = self.stats.last_active_ms.load(Ordering::Relaxed);
         (self.started.elapsed().as_millis() as u64).saturating_sub(last) as f64 / 1000.0
+    }
+}
+
+/// Wakes a connection's task from anywhere: a flag that stays set until
+/// the task has looked, and the task's waker. Polling it is two atomic
+/// operations; a `tokio::sync::Notify` takes a lock on every poll once its
+/// waiter is registered, i.e. on every turn of the connection loop.
+#[derive(Default)]
+struct Wakeup {
+    pending: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl Wakeup {
+    fn wake(&self) {
+        self.pending.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    fn poll(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.pending.swap(false, Ordering::Acquire) {
+            return Poll::Ready(());
+        }
+        self.waker.register(cx.waker());
+        // A wake between the swap and the registration found no waker:
+        // look at the flag once more.
+        if self.pending.swap(false, Ordering::Acquire) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
     }
 }
 
@@ -506,7 +540,7 @@ impl Registry {
             stats: ConnStats::default(),
             queue_limit: AtomicUsize::new(c.limits.send_queue),
             queue: Mutex::default(),
-            wake: Notify::new(),
+            wake: Wakeup::default(),
             subscriptions: Mutex::default(),
             user_released: AtomicBool::new(false),
         });

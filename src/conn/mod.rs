@@ -51,6 +51,9 @@ thread_local! {
     /// Where outbound frames are encoded before a write, shared by every
     /// connection served by this thread.
     static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// A read buffer lent to whichever connection of this thread reads
+    /// next, and given back once its frames are handled.
+    static READ_SPARE: std::cell::Cell<BytesMut> = std::cell::Cell::new(BytesMut::new());
 }
 
 /// An upgraded connection, admitted and ready to run.
@@ -250,10 +253,6 @@ pub async fn run(daemon: Arc<Daemon>, accepted: Accepted) {
     // The deadline `sleep` is set to: re-arming a timer costs a lock on the
     // timer wheel, so it is done only when the deadline moves.
     let mut armed: Option<Instant> = None;
-    // One wake-up future, replaced only when it fires: creating one per
-    // loop turn would add and remove a waiter on every message.
-    let woken = conn.notified();
-    tokio::pin!(woken);
     let mut scratch: Vec<Outbound> = Vec::new();
 
     loop {
@@ -346,7 +345,7 @@ pub async fn run(daemon: Arc<Daemon>, accepted: Accepted) {
         // Readiness is polled through the socket's own waker slots: no
         // waiter is added to or removed from a list on each turn.
         let wake = std::future::poll_fn(|cx| {
-            if woken.as_mut().poll(cx).is_ready() {
+            if conn.poll_woken(cx).is_ready() {
                 return Poll::Ready(Wake::Queue);
             }
             if read {
@@ -366,7 +365,7 @@ pub async fn run(daemon: Arc<Daemon>, accepted: Accepted) {
         })
         .await;
         match wake {
-            Wake::Queue => woken.set(conn.notified()),
+            Wake::Queue => {}
             Wake::Read(ok) => {
                 if !ok || !task.read(&mut wire, &mut handler, &mut session, &route.limits) {
                     break;
@@ -589,6 +588,12 @@ impl Task<'_> {
         session: &mut ConnSession<'_>,
         limits: &Limits,
     ) -> bool {
+        if wire.rbuf.is_empty() {
+            // Nothing partial is held: borrow the thread's spare buffer
+            // (its room is reclaimed if no message still points into it).
+            wire.rbuf = READ_SPARE.take();
+            wire.rbuf.clear();
+        }
         let want = wire.need.max(wire.rbuf.len() + READ_CHUNK / 2);
         if wire.rbuf.capacity() < want {
             wire.rbuf.reserve((want - wire.rbuf.len()).max(READ_CHUNK));
@@ -609,8 +614,12 @@ impl Task<'_> {
         }
         self.process(wire, handler, session, limits);
         if wire.rbuf.is_empty() {
-            // Hold no read buffer while idle.
-            wire.rbuf = BytesMut::new();
+            // Hold no read buffer while idle: give it back to the thread,
+            // unless a large message made it large.
+            let buf = std::mem::take(&mut wire.rbuf);
+            if buf.capacity() <= 2 * READ_CHUNK {
+                READ_SPARE.set(buf);
+            }
         }
         true
     }
