@@ -565,6 +565,90 @@ async fn evict_by_idle_time_and_by_age() {
 }
 
 #[tokio::test]
+async fn sorts_by_idle_and_queue_and_evicts_a_backlog_by_min_queue() {
+    let d = Daemon::start("[limits]\nsend_queue = 100000\n").await;
+    let mut a = Admin::connect(&d).await;
+    let (mut stuck, stuck_id) = join(&d, "/ws", &[]).await;
+    subscribe(&mut stuck, "firehose").await;
+    let mut quiet = d.connect("/ws/echo").await;
+    echo_round_trip(&mut quiet, "hello").await;
+    let mut busy = d.connect("/ws/echo").await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // `busy` is now the most recently active connection by 50 ms.
+    echo_round_trip(&mut busy, "latest").await;
+    let by_idle = a.ok(json!({"id": 1, "cmd": "list", "sort": "idle"})).await;
+    let ids = row_ids(&by_idle);
+    assert_eq!(ids.len(), 3, "{by_idle}");
+    assert_eq!(
+        ids.last(),
+        Some(&ids_of(&by_idle, "/ws/echo")[1]),
+        "{by_idle}"
+    );
+    assert_eq!(ctl_first(&d, "idle").await, ids[..1].to_vec());
+
+    // `stuck` never reads: once the kernel's socket buffers are full, the
+    // publishes wait in its send queue.
+    let chunk = "x".repeat(60_000);
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let depth = loop {
+        for _ in 0..20 {
+            a.ok(json!({"id": 2, "cmd": "publish", "topic": "firehose", "data": chunk}))
+                .await;
+        }
+        let by_queue = a.ok(json!({"id": 3, "cmd": "list", "sort": "queue"})).await;
+        let depth = by_queue[0]["queue"].as_u64().unwrap_or(0);
+        if depth > 0 {
+            assert_eq!(by_queue[0]["id"], stuck_id, "{by_queue}");
+            assert_eq!(by_queue[1]["queue"], 0, "{by_queue}");
+            break depth;
+        }
+        assert!(std::time::Instant::now() < deadline, "no backlog built up");
+    };
+    assert_eq!(ctl_first(&d, "queue").await, vec![stuck_id]);
+
+    // Only the backlogged connection has `depth` messages waiting.
+    let r = a
+        .ok(json!({"id": 4, "cmd": "evict", "filter": {"min_queue": depth}, "reason": "backlog"}))
+        .await;
+    assert_eq!(r, json!({"evicted": 1, "ids": [stuck_id]}));
+    // It gets what was queued for it, then 4000.
+    expect_evicted(stuck, "backlog").await;
+    echo_round_trip(&mut quiet, "still here").await;
+    echo_round_trip(&mut busy, "still here").await;
+    assert_eq!(d.metric(EVICTED).await, 1.0);
+}
+
+/// `wsgate ctl ls --sort <key> --limit 1 --json`: the id it lists.
+async fn ctl_first(d: &Daemon, key: &str) -> Vec<u64> {
+    let (code, out, err) = ctl(
+        &d.admin_socket(),
+        &["ls", "--sort", key, "--limit", "1", "--json"],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    row_ids(&serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}")))
+}
+
+/// The next line of a `ctl watch --json` process, as JSON.
+async fn next_line(rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> Value {
+    let line = timeout(PATIENCE, rx.recv())
+        .await
+        .expect("a watch line in time")
+        .expect("ctl watch is running");
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"))
+}
+
+/// The ids of the rows on `route`, in row order.
+fn ids_of(rows: &Value, route: &str) -> Vec<u64> {
+    rows.as_array()
+        .unwrap_or_else(|| panic!("rows: {rows}"))
+        .iter()
+        .filter(|r| r["route"] == route)
+        .map(|r| r["id"].as_u64().expect("a row id"))
+        .collect()
+}
+
+#[tokio::test]
 async fn evict_dry_run_min_queue_and_the_empty_filter() {
     let d = Daemon::start("").await;
     let mut a = Admin::connect(&d).await;
@@ -711,6 +795,40 @@ async fn reload_applies_a_good_file_and_refuses_a_broken_one() {
         "{r}"
     );
     let _second = d.connect("/ws/echo").await;
+}
+
+#[tokio::test]
+async fn reload_reports_keys_that_need_a_restart() {
+    let d = Daemon::start(NO_WATCH).await;
+    let mut a = Admin::connect(&d).await;
+    // The harness writes port 0 for `listen`; name another address.
+    std::fs::write(
+        &d.config_path,
+        format!("{NO_WATCH}listen = \"127.0.0.1:1\"\n"),
+    )
+    .expect("write config");
+    let r = a.ok(json!({"id": 1, "cmd": "reload"})).await;
+    let restart = r["changes"]["restart_required"]
+        .as_array()
+        .expect("restart_required");
+    assert_eq!(restart.len(), 1, "{r}");
+    assert!(
+        restart[0]
+            .as_str()
+            .is_some_and(|k| k.starts_with("server.listen:")),
+        "{r}"
+    );
+    let stats = a.stats().await;
+    assert_eq!(stats["last_reload"]["ok"], true, "{stats}");
+    assert_eq!(
+        stats["last_reload"]["restart_required"], r["changes"]["restart_required"],
+        "{stats}"
+    );
+    // The running value stays: still served where it listened.
+    let _ws = d.connect("/ws/echo").await;
+    let (code, out, err) = ctl(&d.admin_socket(), &["reload"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("needs a restart: server.listen:"), "{out}");
 }
 
 #[tokio::test]
@@ -1163,7 +1281,7 @@ async fn a_client_that_never_reads_its_answers_is_disconnected() {
 
 #[tokio::test]
 async fn ctl_end_to_end() {
-    let d = Daemon::start("").await;
+    let mut d = Daemon::start("[server]\ndrain_spread = \"0s\"\n").await;
     let socket = d.admin_socket();
     let mut echo = d.connect("/ws/echo").await;
     let (mut sub, sub_id) = join(&d, "/ws", &[]).await;
@@ -1243,4 +1361,61 @@ async fn ctl_end_to_end() {
     let (code, _, err) = ctl(&missing, &["stats"]).await;
     assert_ne!(code, 0);
     assert!(err.contains("cannot reach the admin socket"), "{err}");
+
+    // watch streams events until the daemon goes away; drain starts that.
+    let mut watch = std::process::Command::new(env!("CARGO_BIN_EXE_wsgate"))
+        .args(["ctl", "--socket"])
+        .arg(&socket)
+        .args(["watch", "--json", "--interval-ms", "60000"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run ctl watch");
+    let stdout = watch.stdout.take().expect("stdout");
+    let (lines_tx, mut lines_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // The first snapshot shows the subscriber; a new connection is an event.
+    loop {
+        if next_line(&mut lines_rx).await["event"] == "snapshot" {
+            break;
+        }
+    }
+    let late = d.connect("/ws/echo").await;
+    loop {
+        let e = next_line(&mut lines_rx).await;
+        if e["event"] == "connected" {
+            assert_eq!(e["route"], "/ws/echo", "{e}");
+            break;
+        }
+    }
+    close_ws(late).await;
+
+    let (code, out, err) = ctl(&socket, &["drain", "--timeout", "5s"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("draining"), "{out}");
+    assert!(recv_type(&mut sub, "shutdown").await["reconnect_after_ms"].is_u64());
+    assert_eq!(expect_close(&mut sub).await.0, 1001);
+    drop(sub);
+    assert_eq!(d.wait_exit(PATIENCE).await, Some(0), "{}", d.logs());
+    let status = watch.wait().expect("ctl watch exits");
+    let mut err = String::new();
+    use std::io::Read;
+    let _ = watch
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err);
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("the daemon closed the connection"), "{err}");
 }
