@@ -7,9 +7,9 @@
 # env:   REPEAT (3), IDLE_CONNS (10000), ECHO_CONNS (50), ECHO_MSGS (10000),
 #        FANOUT_MSGS (300), FANOUT_BIG_MSGS (100), FANOUT_THREADS (2)
 #
-# Each round runs every measurement against both servers in turn; the table
-# shows the median over REPEAT rounds (shared machines are noisy: compare
-# ratios, not absolute figures).
+# Each round runs every measurement against both servers, one right after
+# the other; the table shows the median over REPEAT rounds (shared machines
+# are noisy: compare ratios, not absolute figures).
 #
 # Loopback only; every run is bounded by the bench's own --max-time.
 set -euo pipefail
@@ -80,19 +80,26 @@ bench() { # bench <name> <server> <mode> args...
 
 ws="ws://127.0.0.1:$PORT"
 api="http://127.0.0.1:$PORT/api/publish"
+# Each measurement runs against both servers back to back, and the server
+# that goes first alternates from round to round, so that neither always
+# runs after the other's load (or its sockets in TIME_WAIT).
+both() { # both <name> <mode> args...
+  local name=$1; shift
+  local order=(raw wsgate)
+  [ $((round % 2)) -eq 0 ] && order=(wsgate raw)
+  for server in "${order[@]}"; do bench "$name" "$server" "$@"; done
+}
 for round in $(seq 1 "$REPEAT"); do
-for server in raw wsgate; do
-  bench idle "$server" idle --url "$ws/ws/echo" --conns "$IDLE_CONNS" --hold 1
-  bench echo "$server" echo --url "$ws/ws/echo" --conns "$ECHO_CONNS" --msgs "$ECHO_MSGS" --size 64
-  bench fanout1k_paced "$server" fanout --url "$ws/ws" --api "$api" --key bench \
+  both idle idle --url "$ws/ws/echo" --conns "$IDLE_CONNS" --hold 1
+  both echo echo --url "$ws/ws/echo" --conns "$ECHO_CONNS" --msgs "$ECHO_MSGS" --size 64
+  both fanout1k_paced fanout --url "$ws/ws" --api "$api" --key bench \
     --subs 1000 --msgs 200 --size 256 --rate 20
-  bench fanout1k "$server" fanout --url "$ws/ws" --api "$api" --key bench \
+  both fanout1k fanout --url "$ws/ws" --api "$api" --key bench \
     --subs 1000 --msgs "$FANOUT_MSGS" --size 256 --threads "$FANOUT_THREADS"
-  bench fanout10k "$server" fanout --url "$ws/ws" --api "$api" --key bench \
+  both fanout10k fanout --url "$ws/ws" --api "$api" --key bench \
     --subs 10000 --msgs "$FANOUT_BIG_MSGS" --size 256 --threads "$FANOUT_THREADS"
-  bench fanout10k_1t "$server" fanout --url "$ws/ws" --api "$api" --key bench \
+  both fanout10k_1t fanout --url "$ws/ws" --api "$api" --key bench \
     --subs 10000 --msgs "$FANOUT_BIG_MSGS" --size 256 --threads 1
-done
 done
 
 python3 - "$out" "$REPEAT" <<'PY'
