@@ -14,9 +14,8 @@ use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Instant, SystemTime};
-
 use std::task::{Context, Poll};
+use std::time::{Instant, SystemTime};
 
 use atomic_waker::AtomicWaker;
 use wsgate_plugin_api::Outbound;

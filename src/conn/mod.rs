@@ -365,6 +365,7 @@ pub async fn run(daemon: Arc<Daemon>, accepted: Accepted) {
         })
         .await;
         match wake {
+            // The next turn takes what was queued, or re-reads the limits.
             Wake::Queue => {}
             Wake::Read(ok) => {
                 if !ok || !task.read(&mut wire, &mut handler, &mut session, &route.limits) {
