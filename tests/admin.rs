@@ -280,10 +280,13 @@ async fn stats_list_show_publish_and_config_over_the_socket() {
     assert_eq!(c["users"], 1, "{stats}");
     assert_eq!(c["ips"], 1, "{stats}");
     let limits = stats["limits"].as_array().expect("limits");
-    let total = limits
-        .iter()
-        .find(|l| l["scope"] == "total")
-        .unwrap_or_else(|| panic!("no `total` limit: {stats}"));
+    let scope = |name: &str| {
+        limits
+            .iter()
+            .find(|l| l["scope"] == name)
+            .unwrap_or_else(|| panic!("no `{name}` limit: {stats}"))
+    };
+    let total = scope("total");
     assert_eq!(total["connections"], 4, "{total}");
     // Every connection comes from 127.0.0.1; alice is the only user.
     assert_eq!(total["top_ip_connections"], 4, "{total}");
@@ -292,10 +295,7 @@ async fn stats_list_show_publish_and_config_over_the_socket() {
         .as_f64()
         .expect("per-ip cap");
     assert_eq!(total["ip_utilisation"], 4.0 / per_ip, "{total}");
-    let echo = limits
-        .iter()
-        .find(|l| l["scope"] == "/ws/echo")
-        .unwrap_or_else(|| panic!("no `/ws/echo` limit: {stats}"));
+    let echo = scope("/ws/echo");
     assert_eq!(echo["top_ip_connections"], 2, "{echo}");
     assert_eq!(echo["top_user_connections"], 0, "{echo}");
     assert!(limits.iter().any(|l| l["scope"] == "/auth"), "{stats}");
