@@ -302,11 +302,10 @@ fn reload_text(dry_run: bool, v: &serde_json::Value) -> String {
     for r in restart {
         out.push_str(&format!("  needs a restart: {r}\n"));
     }
-    let over: Vec<&serde_json::Value> = v
+    let over = v
         .get("over_cap")
         .and_then(|x| x.as_array())
-        .map(|a| a.iter().collect())
-        .unwrap_or_default();
+        .map_or(&[][..], Vec::as_slice);
     let closing = over.iter().filter(|o| o["closes"] == true).count();
     let staying = over.len() - closing;
     let removed = v

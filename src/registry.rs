@@ -436,13 +436,13 @@ pub struct Candidate<'a> {
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Counts {
     pub total: usize,
-    pub by_route: Vec<(String, usize)>,
+    /// Each route that has connections: its path, its connections, and
+    /// its busiest address and user; sorted by path.
+    pub by_route: Vec<(String, usize, Peaks)>,
     pub ips: usize,
     pub users: usize,
     /// The busiest address and user over the whole daemon.
     pub peaks: Peaks,
-    /// The same within each route that has connections.
-    pub route_peaks: Vec<(String, Peaks)>,
 }
 
 /// The connections of a scope's busiest client address and busiest user:
@@ -599,25 +599,18 @@ impl Registry {
 
     pub fn counts(&self) -> Counts {
         let inner = lock(&self.inner);
-        let mut by_route: Vec<(String, usize)> = inner
+        let mut by_route: Vec<(String, usize, Peaks)> = inner
             .routes
             .iter()
-            .map(|(r, s)| (r.to_string(), s.total))
+            .map(|(r, s)| (r.to_string(), s.total, s.peaks()))
             .collect();
-        by_route.sort();
-        let mut route_peaks: Vec<(String, Peaks)> = inner
-            .routes
-            .iter()
-            .map(|(r, s)| (r.to_string(), s.peaks()))
-            .collect();
-        route_peaks.sort_by(|a, b| a.0.cmp(&b.0));
+        by_route.sort_by(|a, b| a.0.cmp(&b.0));
         Counts {
             total: inner.global.total,
             by_route,
             ips: inner.global.by_ip.len(),
             users: inner.global.by_user.len(),
             peaks: inner.global.peaks(),
-            route_peaks,
         }
     }
 

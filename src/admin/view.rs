@@ -100,7 +100,11 @@ pub fn stats(daemon: &Daemon) -> Stats {
     let mut by_state = BTreeMap::new();
     by_state.insert("open".to_string(), conns.len() - closing);
     by_state.insert("closing".to_string(), closing);
-    let by_route: BTreeMap<String, usize> = counts.by_route.iter().cloned().collect();
+    let in_route: BTreeMap<&str, (usize, Peaks)> = counts
+        .by_route
+        .iter()
+        .map(|(r, n, p)| (r.as_str(), (*n, *p)))
+        .collect();
 
     let global = settings.limits();
     let ratio = |n: usize, max: usize| n as f64 / max.max(1) as f64;
@@ -120,18 +124,9 @@ pub fn stats(daemon: &Daemon) -> Stats {
         send_queue: l.send_queue,
         max_subscriptions: l.max_subscriptions,
     };
-    let route_peaks: BTreeMap<&str, Peaks> = counts
-        .route_peaks
-        .iter()
-        .map(|(r, p)| (r.as_str(), *p))
-        .collect();
     let mut limits = vec![use_of("total", global, counts.total, counts.peaks)];
     for r in &settings.routes {
-        let n = by_route.get(&r.path).copied().unwrap_or(0);
-        let p = route_peaks
-            .get(r.path.as_str())
-            .copied()
-            .unwrap_or_default();
+        let (n, p) = in_route.get(r.path.as_str()).copied().unwrap_or_default();
         limits.push(use_of(&r.path, &r.limits, n, p));
     }
 
@@ -152,7 +147,10 @@ pub fn stats(daemon: &Daemon) -> Stats {
         draining: daemon.is_draining(),
         connections: Connections {
             total: counts.total,
-            by_route,
+            by_route: in_route
+                .iter()
+                .map(|(r, (n, _))| (r.to_string(), *n))
+                .collect(),
             by_state,
             ips: counts.ips,
             users: counts.users,
