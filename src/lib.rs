@@ -24,7 +24,6 @@
 pub const DEFAULT_CONFIG: &str = "etc/wsgate.toml";
 
 pub mod admin;
-pub mod bench;
 pub mod config;
 pub mod conn;
 pub mod control;

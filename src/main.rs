@@ -43,7 +43,8 @@ enum Command {
     /// Talk to a running daemon over its admin socket.
     Ctl(Box<CtlArgs>),
     /// Load-test a wsgate deployment (loopback only unless --allow-remote).
-    Bench(Box<wsgate::bench::Args>),
+    #[cfg(feature = "bench")]
+    Bench(Box<wsgate_bench::Args>),
 }
 
 #[derive(clap::Args)]
@@ -156,7 +157,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => check(&config),
-        Command::Bench(args) => match wsgate::bench::run(*args) {
+        #[cfg(feature = "bench")]
+        Command::Bench(args) => match wsgate_bench::run(*args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("wsgate bench: {e:#}");

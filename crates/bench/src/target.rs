@@ -170,7 +170,7 @@ pub fn check_topic(topic: &str) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::tests::plan;
+    use crate::tests::plan;
 
     #[test]
     fn parses_ws_and_http_urls() {
