@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::ConfigError;
-use crate::conn::close;
 use crate::daemon::Daemon;
-use crate::registry::Drain;
+use crate::handle::Drain;
 use crate::reload::{self, Report};
 use crate::systemd;
+use crate::ws::close;
 
 /// Where the control loop's commands come from.
 pub type Sender = mpsc::Sender<Control>;
@@ -63,13 +63,13 @@ pub async fn run(daemon: Arc<Daemon>, mut rx: mpsc::Receiver<Control>) {
                     Some(_) => {
                         tracing::warn!(signal, "second stop signal: closing every connection now");
                         stop_now(&daemon).await;
-                        daemon.stopped.cancel();
+                        daemon.stop();
                         return;
                     }
                 },
             },
             _ = async { if let Some(h) = draining.as_mut() { let _ = h.await; } }, if draining.is_some() => {
-                daemon.stopped.cancel();
+                daemon.stop();
                 return;
             }
         }
@@ -90,7 +90,7 @@ fn reload_now(daemon: &Daemon, origin: &'static str, dry_run: bool) -> Result<Re
 /// Stops accepting, tells every connection to go (spread over
 /// `drain_spread`), and waits for them under `drain_timeout`.
 pub async fn drain(daemon: Arc<Daemon>, timeout: Option<Duration>) {
-    daemon.draining.cancel();
+    daemon.start_drain();
     systemd::stopping();
     let (spread, window, drain_timeout) = {
         let s = daemon.settings();
@@ -102,7 +102,7 @@ pub async fn drain(daemon: Arc<Daemon>, timeout: Option<Duration>) {
         )
     };
     let timeout = timeout.unwrap_or(drain_timeout);
-    let mut conns = daemon.registry.all();
+    let mut conns = daemon.registry().all();
     conns.sort_by_key(|c| c.id);
     let n = conns.len().max(1) as u32;
     let now = Instant::now();
@@ -115,13 +115,9 @@ pub async fn drain(daemon: Arc<Daemon>, timeout: Option<Duration>) {
     }
     tracing::info!(connections = conns.len(), spread = ?spread, timeout = ?timeout, "drain started");
     drop(conns);
-    daemon.tasks.close();
-    if tokio::time::timeout(timeout, daemon.tasks.wait())
-        .await
-        .is_err()
-    {
+    if !daemon.wait_connections(timeout).await {
         tracing::warn!(
-            left = daemon.registry.len(),
+            left = daemon.registry().len(),
             "drain timeout: closing the rest now"
         );
         stop_now(&daemon).await;
@@ -133,11 +129,10 @@ pub async fn drain(daemon: Arc<Daemon>, timeout: Option<Duration>) {
 /// Closes every connection with 1001 at once and waits at most
 /// `close_timeout` for the close frames to go out.
 async fn stop_now(daemon: &Daemon) {
-    daemon.draining.cancel();
-    for c in daemon.registry.all() {
+    daemon.start_drain();
+    for c in daemon.registry().all() {
         c.request_close(close::GOING_AWAY, "server shutting down");
     }
-    daemon.tasks.close();
     let wait = daemon.settings().config.server.close_timeout;
-    let _ = tokio::time::timeout(wait, daemon.tasks.wait()).await;
+    daemon.wait_connections(wait).await;
 }

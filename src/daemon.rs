@@ -3,13 +3,20 @@
 //! - the config in force, behind one swap point ([`Daemon::settings`]);
 //! - the [`Registry`] of connections and the [`Hub`] of topics;
 //! - the [`Metrics`];
-//! - the drain signal, which flows down to the accept loop and every
-//!   connection, and the tracker through which completion flows back up.
+//! - the drain and the stop, which flow down to the accept loop and every
+//!   connection ([`Daemon::start_drain`], [`Daemon::stop`]), and the tracker
+//!   through which completion flows back up ([`Daemon::wait_connections`]);
+//! - the last reload's outcome ([`ReloadStatus`]) and the event stream for
+//!   admin `watch` clients.
+//!
+//! Nothing outside can cancel a token or reach a field: the rest of the
+//! daemon says what it wants done.
 
-use std::path::PathBuf;
+use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use tokio::sync::broadcast;
@@ -18,31 +25,40 @@ use tokio_util::task::TaskTracker;
 
 use crate::admin::protocol::Event;
 use crate::config::Settings;
+use crate::handle::lock;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
-use crate::reload;
+
+/// The last reload's outcome, for the admin `stats`.
+#[derive(Debug, Clone)]
+pub struct ReloadStatus {
+    pub at: SystemTime,
+    pub origin: String,
+    pub ok: bool,
+    pub error: Option<String>,
+    pub restart_required: Vec<String>,
+}
 
 pub struct Daemon {
     settings: ArcSwap<Settings>,
     /// Bumped on every swap, so a connection notices a reload with one
     /// atomic load.
     generation: AtomicU64,
-    pub registry: Arc<Registry>,
-    pub hub: Hub,
-    pub metrics: Arc<Metrics>,
-    pub started: Instant,
-    pub started_at: SystemTime,
+    registry: Arc<Registry>,
+    hub: Hub,
+    metrics: Arc<Metrics>,
+    started: Instant,
     /// Cancelled when the daemon starts draining: upgrades are refused with
     /// 503 and `/readyz` answers 503.
-    pub draining: CancellationToken,
+    draining: CancellationToken,
     /// Cancelled when the drain is over: the listener closes.
-    pub stopped: CancellationToken,
+    stopped: CancellationToken,
     /// Every connection task, so that shutdown can wait for them.
-    pub tasks: TaskTracker,
+    tasks: TaskTracker,
     /// The config file reloads read (`None`: built-in defaults).
-    pub config_path: Option<PathBuf>,
-    reload_status: Mutex<Option<reload::Status>>,
+    config_path: Option<PathBuf>,
+    reload_status: Mutex<Option<ReloadStatus>>,
     /// Events for admin `watch` clients (bounded; laggards lose the oldest).
     events: broadcast::Sender<Event>,
 }
@@ -54,11 +70,10 @@ impl Daemon {
         Arc::new(Self {
             settings: ArcSwap::from_pointee(settings),
             generation: AtomicU64::new(0),
-            registry: Registry::new(Arc::clone(&metrics)),
+            registry: Registry::new(),
             hub: Hub::new(Arc::clone(&metrics)),
             metrics,
             started: Instant::now(),
-            started_at: SystemTime::now(),
             draining: CancellationToken::new(),
             stopped: CancellationToken::new(),
             tasks: TaskTracker::new(),
@@ -66,30 +81,6 @@ impl Daemon {
             reload_status: Mutex::new(None),
             events,
         })
-    }
-
-    /// Publishes an event to `watch` clients; builds it only if one listens.
-    pub fn emit(&self, event: impl FnOnce() -> Event) {
-        if self.events.receiver_count() > 0 {
-            let _ = self.events.send(event());
-        }
-    }
-
-    /// A new `watch` subscription.
-    pub fn events(&self) -> broadcast::Receiver<Event> {
-        self.events.subscribe()
-    }
-
-    /// The last reload's outcome.
-    pub fn reload_status(&self) -> Option<reload::Status> {
-        self.reload_status
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    pub fn set_reload_status(&self, status: reload::Status) {
-        *self.reload_status.lock().unwrap_or_else(|e| e.into_inner()) = Some(status);
     }
 
     /// The config in force.
@@ -109,7 +100,96 @@ impl Daemon {
         self.generation.load(Ordering::Acquire)
     }
 
+    /// The config file reloads read (`None`: running on the built-in
+    /// defaults).
+    pub fn config_path(&self) -> Option<&Path> {
+        self.config_path.as_deref()
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// How long the daemon has run.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// The Prometheus exposition, with the numbers the registry owns
+    /// (traffic, connections open) brought up to date first.
+    pub fn render_metrics(&self) -> String {
+        let registry = &self.registry;
+        self.metrics.sync_traffic(registry.traffic());
+        let counts = registry.counts();
+        self.metrics
+            .sync_open(counts.by_route.iter().map(|(r, n, _)| (r.as_str(), *n)));
+        self.metrics.render()
+    }
+
+    /// Publishes an event to `watch` clients; builds it only if one listens.
+    pub fn emit(&self, event: impl FnOnce() -> Event) {
+        if self.events.receiver_count() > 0 {
+            let _ = self.events.send(event());
+        }
+    }
+
+    /// A new `watch` subscription.
+    pub fn events(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// The last reload's outcome.
+    pub fn reload_status(&self) -> Option<ReloadStatus> {
+        lock(&self.reload_status).clone()
+    }
+
+    pub fn set_reload_status(&self, status: ReloadStatus) {
+        *lock(&self.reload_status) = Some(status);
+    }
+
+    /// From now on upgrades are refused and `/readyz` says so.
+    pub fn start_drain(&self) {
+        self.draining.cancel();
+    }
+
     pub fn is_draining(&self) -> bool {
         self.draining.is_cancelled()
+    }
+
+    /// Ends the daemon's run: the listener and the admin socket close.
+    pub fn stop(&self) {
+        self.draining.cancel();
+        self.stopped.cancel();
+    }
+
+    /// Ready once [`Daemon::stop`] was called.
+    pub fn stopped(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.stopped.clone().cancelled_owned()
+    }
+
+    /// Runs a connection's task where shutdown can wait for it.
+    pub fn spawn_connection<F>(&self, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.tasks.spawn(task);
+    }
+
+    /// Waits until every connection task has ended, at most `timeout`;
+    /// `false` if some were still running then. A task spawned meanwhile
+    /// (an upgrade that completes) is waited for too.
+    pub async fn wait_connections(&self, timeout: Duration) -> bool {
+        self.tasks.close();
+        tokio::time::timeout(timeout, self.tasks.wait())
+            .await
+            .is_ok()
     }
 }

@@ -12,8 +12,8 @@ use std::sync::{Arc, RwLock};
 use serde::Serialize;
 use wsgate_plugin_api::{Bytes, Outbound, RawValue, SubscribeError};
 
+use crate::handle::{Conn, ConnId, Offer};
 use crate::metrics::Metrics;
-use crate::registry::{Conn, ConnId, Offer};
 
 type Subscribers = HashMap<ConnId, Arc<Conn>>;
 

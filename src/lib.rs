@@ -1,23 +1,28 @@
 //! wsgate: a WebSocket daemon with hard resource limits.
 //!
-//! The parts, each in one place:
+//! The parts, each in one place, from the leaves up:
 //!
-//! - [`admin`]: the admin protocol, its unix socket and what it shows.
+//! - [`ws`]: the WebSocket protocol: frame codec, close codes, the 101.
+//! - [`metrics`]: the Prometheus exposition.
 //! - [`config`]: the TOML schema with every limit and its default, parsing
 //!   with precise errors, validation into [`config::Settings`].
 //! - [`plugins`]: the built-in authenticators and routers, by name (the
 //!   traits themselves are in the `wsgate-plugin-api` crate).
-//! - [`server`]: listener, HTTP endpoints, admission and the upgrade.
+//! - [`handle`]: a live connection's shared handle: send queue, close and
+//!   drain mailbox, counters.
 //! - [`registry`]: who is connected, the caps, and the slot that frees a
 //!   connection's counts when it ends.
 //! - [`hub`]: topics and fan-out that never waits on one socket.
-//! - [`conn`]: one connection's life: frames, send queue, timers, close codes.
-//! - [`metrics`]: the Prometheus exposition.
+//! - [`daemon`]: the shared state that ties them together.
+//! - [`conn`]: one connection's life: socket and buffers, timers, the close
+//!   handshake and dispatch, the loop.
+//! - [`server`]: listener, HTTP endpoints, admission and the upgrade.
 //! - [`reload`]: validate aside, diff, swap once, enforce tightened caps.
 //! - [`control`]: the one loop that reloads and drains, fed by
 //!   [`signals`], [`watch`] (config file edits) and the admin socket.
+//! - [`admin`]: the admin socket, the commands it runs and what it shows
+//!   (the protocol itself is the `wsgate-admin-proto` crate).
 //! - [`systemd`]: sd_notify readiness, reload, stop, status and watchdog.
-//! - [`daemon`]: the shared state that ties them together.
 
 /// The config file `wsgate serve` and `wsgate ctl` use when none is given,
 /// if it exists (relative to the current directory).
@@ -28,6 +33,7 @@ pub mod config;
 pub mod conn;
 pub mod control;
 pub mod daemon;
+pub mod handle;
 pub mod hub;
 pub mod metrics;
 pub mod plugins;
@@ -37,3 +43,4 @@ pub mod server;
 pub mod signals;
 pub mod systemd;
 pub mod watch;
+pub mod ws;

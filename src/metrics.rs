@@ -1,9 +1,13 @@
-//! Prometheus metrics, served at `GET /metrics`.
+//! Prometheus metrics, served at `GET /metrics`: a leaf that knows nothing
+//! of the daemon's other parts.
 //!
-//! Per-message counters are unlabelled atomics; labelled families are only
-//! touched once per connection (accept, reject, close) or per publish.
+//! Labelled families are only touched once per connection (accept, reject,
+//! close) or per publish. What changes with every message (traffic) or every
+//! connect and close (connections open) is not counted here on the way: the
+//! owner of those numbers hands them over when metrics are shown
+//! ([`Metrics::sync_traffic`], [`Metrics::sync_open`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -42,6 +46,24 @@ pub struct ResultLabel {
     pub result: &'static str,
 }
 
+/// Messages and bytes in and out, summed over connections.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    pub msgs_in: u64,
+    pub msgs_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+impl std::ops::AddAssign for Traffic {
+    fn add_assign(&mut self, o: Traffic) {
+        self.msgs_in += o.msgs_in;
+        self.msgs_out += o.msgs_out;
+        self.bytes_in += o.bytes_in;
+        self.bytes_out += o.bytes_out;
+    }
+}
+
 /// Counts by label, kept beside the Prometheus families (which cannot be
 /// read back) for the admin `stats`.
 #[derive(Debug, Clone, Default)]
@@ -56,6 +78,9 @@ pub struct Tallies {
 pub struct Metrics {
     registry: Registry,
     tallies: Mutex<Tallies>,
+    /// Every route `connections_open` was shown for, so that a route whose
+    /// last connection closed shows 0 rather than its last count.
+    open_routes: Mutex<BTreeSet<String>>,
     pub connections_open: Family<RouteLabel, Gauge>,
     pub connections_accepted: Family<RouteLabel, Counter>,
     pub rejections: Family<ReasonLabel, Counter>,
@@ -96,6 +121,7 @@ impl Metrics {
             config_reloads: Family::default(),
             registry: Registry::default(),
             tallies: Mutex::default(),
+            open_routes: Mutex::default(),
         };
         registry.register(
             "connections_open",
@@ -167,7 +193,7 @@ impl Metrics {
 
     /// Brings the traffic counters up to the registry's totals (which only
     /// grow) before they are shown.
-    pub fn sync_traffic(&self, t: crate::registry::Traffic) {
+    pub fn sync_traffic(&self, t: Traffic) {
         let _one_at_a_time = self.tallies.lock().unwrap_or_else(|e| e.into_inner());
         for (counter, total) in [
             (&self.messages_in, t.msgs_in),
@@ -180,6 +206,35 @@ impl Metrics {
                 counter.inc_by(total - shown);
             }
         }
+    }
+
+    /// Sets `connections_open` from the connections each route has now
+    /// (routes not listed have none).
+    pub fn sync_open<'a>(&self, by_route: impl IntoIterator<Item = (&'a str, usize)>) {
+        let mut known = self.open_routes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut now: BTreeMap<&str, usize> = by_route.into_iter().collect();
+        for route in known.iter() {
+            now.entry(route.as_str()).or_insert(0);
+        }
+        for (route, n) in &now {
+            let label = RouteLabel {
+                route: route.to_string(),
+            };
+            self.connections_open
+                .get_or_create(&label)
+                .set(i64::try_from(*n).unwrap_or(i64::MAX));
+        }
+        let seen: Vec<String> = now.keys().map(|r| r.to_string()).collect();
+        known.extend(seen);
+    }
+
+    /// A connection was admitted and upgraded on `route`.
+    pub fn accepted(&self, route: &str) {
+        self.connections_accepted
+            .get_or_create(&RouteLabel {
+                route: route.to_string(),
+            })
+            .inc();
     }
 
     fn tally(&self, f: impl FnOnce(&mut Tallies)) {

@@ -1,5 +1,5 @@
-//! Who is connected: admission against the caps, live per-connection state,
-//! and a handle to close any connection from outside.
+//! Who is connected: admission against the caps, and the index of every
+//! live connection's handle ([`Conn`], in [`crate::handle`]).
 //!
 //! Counts follow the registry by construction: [`Registry::admit`] checks
 //! every cap and inserts the connection under one lock, and returns a
@@ -12,20 +12,13 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
-use std::time::{Instant, SystemTime};
-
-use atomic_waker::AtomicWaker;
-use wsgate_plugin_api::Outbound;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::config::{Limits, OnUserLimit};
-use crate::conn::close;
-use crate::metrics::{Metrics, RouteLabel};
-
-/// A connection id, unique for the daemon's run.
-pub type ConnId = u64;
+use crate::handle::{lock, Conn, ConnId};
+use crate::metrics::Traffic;
+use crate::ws::close;
 
 /// Why an admission was refused, with its HTTP status and metric reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,290 +40,6 @@ impl Refusal {
             Refusal::Route => "route_limit",
             Refusal::Ip => "ip_limit",
             Refusal::User => "user_limit",
-        }
-    }
-}
-
-/// A close asked for from outside the connection task (operator, hub,
-/// per-user eviction, drain, reload).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CloseRequest {
-    pub code: u16,
-    pub reason: String,
-    /// Drop queued messages instead of sending them before the close frame
-    /// (a slow consumer's queue is what is stuck).
-    pub discard_queue: bool,
-}
-
-/// Outcome of offering a message to a connection's send queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Offer {
-    Queued,
-    /// The queue was full: the connection is being closed with 4002.
-    Full,
-    /// The connection is closing; nothing was queued.
-    Closing,
-}
-
-/// A graceful drain of one connection: tell the client when to come back,
-/// then close with 1001 at `close_at`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Drain {
-    pub close_at: Instant,
-    pub reconnect_after_ms: u64,
-}
-
-#[derive(Default)]
-struct Queue {
-    items: Items,
-    close: Option<CloseRequest>,
-    /// Taken by the connection task once it has acted on it.
-    drain: Option<Drain>,
-}
-
-/// A FIFO that holds its first message inline: a connection that keeps up
-/// (the usual case: its task drains the queue as soon as it is woken)
-/// never allocates for its queue, and an idle one holds no queue memory.
-#[derive(Default)]
-struct Items {
-    /// The oldest message, when `rest` is empty or holds younger ones.
-    head: Option<Outbound>,
-    rest: VecDeque<Outbound>,
-}
-
-impl Items {
-    fn len(&self) -> usize {
-        usize::from(self.head.is_some()) + self.rest.len()
-    }
-
-    fn is_empty(&self) -> bool {
-        self.head.is_none() && self.rest.is_empty()
-    }
-
-    fn push(&mut self, m: Outbound) {
-        if self.is_empty() {
-            self.head = Some(m);
-        } else {
-            self.rest.push_back(m);
-        }
-    }
-
-    fn clear(&mut self) {
-        self.head = None;
-        self.rest = VecDeque::new();
-    }
-
-    /// Moves up to `max` of the oldest messages into `out`.
-    fn take_into(&mut self, out: &mut Vec<Outbound>, max: usize) {
-        let mut left = max;
-        if left > 0 {
-            if let Some(h) = self.head.take() {
-                out.push(h);
-                left -= 1;
-            }
-        }
-        let n = self.rest.len().min(left);
-        out.extend(self.rest.drain(..n));
-        if self.rest.is_empty() {
-            // Give a burst's memory back.
-            self.rest = VecDeque::new();
-        }
-    }
-}
-
-/// Live counters of one connection, updated by its task without locks.
-#[derive(Default)]
-pub struct ConnStats {
-    pub msgs_in: AtomicU64,
-    pub msgs_out: AtomicU64,
-    pub bytes_in: AtomicU64,
-    pub bytes_out: AtomicU64,
-    /// Milliseconds after `started` of the last inbound data message.
-    pub last_active_ms: AtomicU64,
-    /// The last ping round trip in microseconds (0 = none yet).
-    pub rtt_us: AtomicU64,
-}
-
-/// One live connection as others see it: its identity, counters, send
-/// queue, subscriptions and a way to close it.
-pub struct Conn {
-    pub id: ConnId,
-    pub route: Arc<str>,
-    pub user: Option<Arc<str>>,
-    pub ip: IpAddr,
-    pub connected_at: SystemTime,
-    pub started: Instant,
-    pub stats: ConnStats,
-    /// The send queue bound in force (updated live on reload).
-    pub queue_limit: AtomicUsize,
-    queue: Mutex<Queue>,
-    wake: Wakeup,
-    subscriptions: Mutex<Vec<Arc<str>>>,
-    /// Set once the per-user share of this connection was handed to a newer
-    /// connection (evict_oldest), so the slot does not release it twice.
-    user_released: AtomicBool,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A poisoned lock only means a panic elsewhere; the data is plain.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-impl Conn {
-    /// Offers a message to the send queue; never waits.
-    pub fn offer(&self, message: Outbound) -> Offer {
-        self.offer_inner(message, true)
-    }
-
-    /// Offers a message from the connection's own task (a router replying),
-    /// which looks at its queue before it waits again: no wake-up needed.
-    pub(crate) fn offer_own(&self, message: Outbound) -> Offer {
-        self.offer_inner(message, false)
-    }
-
-    fn offer_inner(&self, message: Outbound, wake: bool) -> Offer {
-        let mut q = lock(&self.queue);
-        if q.close.is_some() {
-            return Offer::Closing;
-        }
-        if q.items.len() >= self.queue_limit.load(Ordering::Relaxed) {
-            q.close = Some(CloseRequest {
-                code: close::SLOW_CONSUMER,
-                reason: "slow consumer: send queue full".into(),
-                discard_queue: true,
-            });
-            drop(q);
-            self.wake.wake();
-            return Offer::Full;
-        }
-        q.items.push(message);
-        drop(q);
-        if wake {
-            self.wake.wake();
-        }
-        Offer::Queued
-    }
-
-    /// Asks the connection to close; the first request wins.
-    pub fn request_close(&self, code: u16, reason: impl Into<String>) -> bool {
-        self.request(CloseRequest {
-            code,
-            reason: reason.into(),
-            discard_queue: false,
-        })
-    }
-
-    fn request(&self, request: CloseRequest) -> bool {
-        let mut q = lock(&self.queue);
-        if q.close.is_some() {
-            return false;
-        }
-        q.close = Some(request);
-        drop(q);
-        self.wake.wake();
-        true
-    }
-
-    /// Asks the connection to drain (ignored once it is closing).
-    pub fn request_drain(&self, drain: Drain) {
-        let mut q = lock(&self.queue);
-        if q.close.is_some() {
-            return;
-        }
-        q.drain = Some(drain);
-        drop(q);
-        self.wake.wake();
-    }
-
-    /// The drain request, once.
-    pub(crate) fn take_drain(&self) -> Option<Drain> {
-        lock(&self.queue).drain.take()
-    }
-
-    /// Wakes the connection task so that it re-reads its limits.
-    pub fn nudge(&self) {
-        self.wake.wake();
-    }
-
-    /// Moves queued messages out (up to `max`), and the close request once
-    /// the queue is empty or is to be discarded.
-    pub(crate) fn take(&self, out: &mut Vec<Outbound>, max: usize) -> Option<CloseRequest> {
-        let mut q = lock(&self.queue);
-        if let Some(c) = &q.close {
-            if c.discard_queue {
-                q.items.clear();
-            }
-        }
-        q.items.take_into(out, max);
-        if q.items.is_empty() {
-            q.close.clone()
-        } else {
-            None
-        }
-    }
-
-    /// Messages waiting in the send queue.
-    pub fn queue_depth(&self) -> usize {
-        lock(&self.queue).items.len()
-    }
-
-    /// Whether a close was requested.
-    pub fn closing(&self) -> bool {
-        lock(&self.queue).close.is_some()
-    }
-
-    /// Ready once a message was queued, a close or drain requested, or a
-    /// nudge given since the last time it was ready.
-    pub(crate) fn poll_woken(&self, cx: &mut Context<'_>) -> Poll<()> {
-        self.wake.poll(cx)
-    }
-
-    pub fn subscriptions(&self) -> Vec<Arc<str>> {
-        lock(&self.subscriptions).clone()
-    }
-
-    pub fn subscription_count(&self) -> usize {
-        lock(&self.subscriptions).len()
-    }
-
-    pub(crate) fn with_subscriptions<R>(&self, f: impl FnOnce(&mut Vec<Arc<str>>) -> R) -> R {
-        f(&mut lock(&self.subscriptions))
-    }
-
-    /// Seconds since the last inbound data message (or the connect).
-    pub fn idle_secs(&self) -> f64 {
-        let last = self.stats.last_active_ms.load(Ordering::Relaxed);
-        (self.started.elapsed().as_millis() as u64).saturating_sub(last) as f64 / 1000.0
-    }
-}
-
-/// Wakes a connection's task from anywhere: a flag that stays set until
-/// the task has looked, and the task's waker. Polling it is two atomic
-/// operations; a `tokio::sync::Notify` takes a lock on every poll once its
-/// waiter is registered, i.e. on every turn of the connection loop.
-#[derive(Default)]
-struct Wakeup {
-    pending: AtomicBool,
-    waker: AtomicWaker,
-}
-
-impl Wakeup {
-    fn wake(&self) {
-        self.pending.store(true, Ordering::Release);
-        self.waker.wake();
-    }
-
-    fn poll(&self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.pending.swap(false, Ordering::Acquire) {
-            return Poll::Ready(());
-        }
-        self.waker.register(cx.waker());
-        // A wake between the swap and the registration found no waker:
-        // look at the flag once more.
-        if self.pending.swap(false, Ordering::Acquire) {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
         }
     }
 }
@@ -387,24 +96,6 @@ impl Scope {
     }
 }
 
-/// Messages and bytes in and out, summed over connections.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Traffic {
-    pub msgs_in: u64,
-    pub msgs_out: u64,
-    pub bytes_in: u64,
-    pub bytes_out: u64,
-}
-
-impl Traffic {
-    fn add(&mut self, s: &ConnStats) {
-        self.msgs_in += s.msgs_in.load(Ordering::Relaxed);
-        self.msgs_out += s.msgs_out.load(Ordering::Relaxed);
-        self.bytes_in += s.bytes_in.load(Ordering::Relaxed);
-        self.bytes_out += s.bytes_out.load(Ordering::Relaxed);
-    }
-}
-
 #[derive(Default)]
 struct Inner {
     conns: HashMap<ConnId, Arc<Conn>>,
@@ -418,7 +109,6 @@ struct Inner {
 pub struct Registry {
     inner: Mutex<Inner>,
     next_id: AtomicU64,
-    metrics: Arc<Metrics>,
 }
 
 /// What a connection asks to be admitted with.
@@ -454,11 +144,10 @@ pub struct Peaks {
 }
 
 impl Registry {
-    pub fn new(metrics: Arc<Metrics>) -> Arc<Self> {
+    pub fn new() -> Arc<Self> {
         Arc::new(Self {
             inner: Mutex::default(),
             next_id: AtomicU64::new(1),
-            metrics,
         })
     }
 
@@ -515,7 +204,7 @@ impl Registry {
             // Hand the old connection's per-user share to the new one now;
             // its slot still holds the total, IP and route counts until its
             // task ends.
-            old.user_released.store(true, Ordering::Relaxed);
+            old.hand_over_user_share();
             if let Some(user) = &old.user {
                 global.remove_user(old.id, user);
                 if let Some(scope) = routes.get_mut(&old.route) {
@@ -529,20 +218,13 @@ impl Registry {
         }
 
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let conn = Arc::new(Conn {
+        let conn = Arc::new(Conn::new(
             id,
-            route: Arc::clone(c.route),
-            user: c.user.cloned(),
-            ip: c.ip,
-            connected_at: SystemTime::now(),
-            started: Instant::now(),
-            stats: ConnStats::default(),
-            queue_limit: AtomicUsize::new(c.limits.send_queue),
-            queue: Mutex::default(),
-            wake: Wakeup::default(),
-            subscriptions: Mutex::default(),
-            user_released: AtomicBool::new(false),
-        });
+            Arc::clone(c.route),
+            c.user.cloned(),
+            c.ip,
+            c.limits.send_queue,
+        ));
         global.add(id, c.ip, c.user);
         routes
             .entry(Arc::clone(c.route))
@@ -550,15 +232,6 @@ impl Registry {
             .add(id, c.ip, c.user);
         conns.insert(id, Arc::clone(&conn));
         drop(inner);
-
-        let label = RouteLabel {
-            route: c.route.to_string(),
-        };
-        self.metrics.connections_open.get_or_create(&label).inc();
-        self.metrics
-            .connections_accepted
-            .get_or_create(&label)
-            .inc();
         Ok(Slot {
             registry: Arc::clone(self),
             conn,
@@ -592,7 +265,7 @@ impl Registry {
         let inner = lock(&self.inner);
         let mut t = inner.closed;
         for c in inner.conns.values() {
-            t.add(&c.stats);
+            t += c.stats.traffic();
         }
         t
     }
@@ -616,13 +289,9 @@ impl Registry {
 
     fn release(&self, conn: &Conn) {
         let mut inner = lock(&self.inner);
-        let user = if conn.user_released.load(Ordering::Relaxed) {
-            None
-        } else {
-            conn.user.as_deref()
-        };
+        let user = conn.user_share();
         inner.conns.remove(&conn.id);
-        inner.closed.add(&conn.stats);
+        inner.closed += conn.stats.traffic();
         inner.global.remove(conn.id, conn.ip, user);
         if let Some(scope) = inner.routes.get_mut(&conn.route) {
             scope.remove(conn.id, conn.ip, user);
@@ -630,13 +299,6 @@ impl Registry {
                 inner.routes.remove(&conn.route);
             }
         }
-        drop(inner);
-        self.metrics
-            .connections_open
-            .get_or_create(&RouteLabel {
-                route: conn.route.to_string(),
-            })
-            .dec();
     }
 }
 
@@ -660,7 +322,10 @@ impl Drop for Slot {
 
 #[cfg(test)]
 mod tests {
+    use wsgate_plugin_api::Outbound;
+
     use super::*;
+    use crate::handle::Offer;
 
     fn limits(total: usize, per_ip: usize, per_user: usize, on_user: OnUserLimit) -> Limits {
         Limits {
@@ -690,7 +355,7 @@ mod tests {
 
     #[test]
     fn caps_refuse_and_dropping_slots_frees_them() {
-        let r = Registry::new(Arc::new(Metrics::new()));
+        let r = Registry::new();
         let route: Arc<str> = "/ws".into();
         let l = limits(3, 2, 10, OnUserLimit::Reject);
         let a = admit(&r, &route, [1, 1, 1, 1], None, &l).expect("a");
@@ -711,7 +376,7 @@ mod tests {
 
     #[test]
     fn evict_oldest_hands_over_the_user_share() {
-        let r = Registry::new(Arc::new(Metrics::new()));
+        let r = Registry::new();
         let route: Arc<str> = "/ws".into();
         let alice: Arc<str> = "alice".into();
         let l = limits(10, 10, 2, OnUserLimit::EvictOldest);
@@ -730,7 +395,7 @@ mod tests {
 
     #[test]
     fn reject_refuses_the_user_over_the_cap() {
-        let r = Registry::new(Arc::new(Metrics::new()));
+        let r = Registry::new();
         let route: Arc<str> = "/ws".into();
         let bob: Arc<str> = "bob".into();
         let l = limits(10, 10, 1, OnUserLimit::Reject);
@@ -743,7 +408,7 @@ mod tests {
 
     #[test]
     fn route_caps_count_only_their_route() {
-        let r = Registry::new(Arc::new(Metrics::new()));
+        let r = Registry::new();
         let a: Arc<str> = "/a".into();
         let b: Arc<str> = "/b".into();
         let global = limits(10, 10, 10, OnUserLimit::Reject);
@@ -762,7 +427,7 @@ mod tests {
 
     #[test]
     fn traffic_totals_keep_what_closed_connections_carried() {
-        let r = Registry::new(Arc::new(Metrics::new()));
+        let r = Registry::new();
         let route: Arc<str> = "/ws".into();
         let l = limits(10, 10, 10, OnUserLimit::Reject);
         let a = admit(&r, &route, [1, 1, 1, 1], None, &l).expect("a");
@@ -780,7 +445,7 @@ mod tests {
 
     #[test]
     fn full_queue_requests_a_slow_consumer_close() {
-        let r = Registry::new(Arc::new(Metrics::new()));
+        let r = Registry::new();
         let route: Arc<str> = "/ws".into();
         let mut l = limits(10, 10, 10, OnUserLimit::Reject);
         l.send_queue = 2;

@@ -17,10 +17,10 @@ use serde::Serialize;
 use crate::admin::protocol::Event;
 use crate::config::diff::{diff, keep_restart_keys, Changes};
 use crate::config::{ConfigError, Settings};
-use crate::conn::close;
-use crate::daemon::Daemon;
+use crate::daemon::{Daemon, ReloadStatus};
+use crate::handle::{Conn, ConnId};
 use crate::metrics::ResultLabel;
-use crate::registry::{Conn, ConnId};
+use crate::ws::close;
 
 /// What a reload did (or, dry, would do).
 #[derive(Debug, Clone, Serialize)]
@@ -45,21 +45,10 @@ pub struct Overage {
     pub closes: bool,
 }
 
-/// The last reload's outcome, for `stats`.
-#[derive(Debug, Clone, Serialize)]
-pub struct Status {
-    #[serde(with = "humantime_serde")]
-    pub at: SystemTime,
-    pub origin: String,
-    pub ok: bool,
-    pub error: Option<String>,
-    pub restart_required: Vec<String>,
-}
-
 /// Loads the config file again and applies it (or, `dry_run`, reports what
 /// it would do against the live connections).
 pub fn reload(daemon: &Daemon, origin: &str, dry_run: bool) -> Result<Report, ConfigError> {
-    let Some(path) = daemon.config_path.as_deref() else {
+    let Some(path) = daemon.config_path() else {
         let e = ConfigError::whole_file(
             "<built-in>",
             "running on the built-in defaults: there is no file to reload",
@@ -79,7 +68,7 @@ fn record_error(daemon: &Daemon, origin: &str, dry_run: bool, e: ConfigError) ->
     let one_line = e.to_string().replace('\n', "; ");
     tracing::error!(origin, error = %one_line, "reload refused; the running config stays");
     daemon
-        .metrics
+        .metrics()
         .config_reloads
         .get_or_create(&ResultLabel { result: "error" })
         .inc();
@@ -88,7 +77,7 @@ fn record_error(daemon: &Daemon, origin: &str, dry_run: bool, e: ConfigError) ->
         origin: origin.to_string(),
         error: Some(one_line.clone()),
     });
-    daemon.set_reload_status(Status {
+    daemon.set_reload_status(ReloadStatus {
         at: SystemTime::now(),
         origin: origin.to_string(),
         ok: false,
@@ -104,7 +93,7 @@ pub fn apply(daemon: &Daemon, mut new: Settings, origin: &str, dry_run: bool) ->
     let changes = diff(&old, &new);
     keep_restart_keys(&old.config.server, &mut new.config.server);
     drop(old);
-    let conns = daemon.registry.all();
+    let conns = daemon.registry().all();
     let removed: Vec<&Arc<Conn>> = conns
         .iter()
         .filter(|c| new.route(&c.route).is_none())
@@ -140,7 +129,7 @@ pub fn apply(daemon: &Daemon, mut new: Settings, origin: &str, dry_run: bool) ->
     }
 
     daemon
-        .metrics
+        .metrics()
         .config_reloads
         .get_or_create(&ResultLabel { result: "ok" })
         .inc();
@@ -166,7 +155,7 @@ pub fn apply(daemon: &Daemon, mut new: Settings, origin: &str, dry_run: bool) ->
         origin: origin.to_string(),
         error: None,
     });
-    daemon.set_reload_status(Status {
+    daemon.set_reload_status(ReloadStatus {
         at: SystemTime::now(),
         origin: origin.to_string(),
         ok: true,

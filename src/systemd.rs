@@ -42,7 +42,7 @@ pub fn status(daemon: &Daemon) {
             humantime::format_rfc3339_seconds(s.at)
         ),
     };
-    let line = format!("{} connections; {reload}", daemon.registry.len());
+    let line = format!("{} connections; {reload}", daemon.registry().len());
     send(&[NotifyState::Status(&line)]);
 }
 

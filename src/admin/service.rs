@@ -10,11 +10,11 @@ use tokio::sync::oneshot;
 use super::protocol::{code, Command, Event, Filter, Response};
 use super::view;
 use crate::config::ConfigError;
-use crate::conn::close;
 use crate::control::{self, Control};
 use crate::daemon::Daemon;
 use crate::hub::Source;
 use crate::reload::Report;
+use crate::ws::close;
 
 pub struct Service {
     pub daemon: Arc<Daemon>,
@@ -39,7 +39,7 @@ impl Service {
                 Ok(conns) => Response::ok(id, to_value(&view::list(&conns, sort, limit))),
                 Err(e) => Response::err(id, code::BAD_ARGUMENTS, e),
             },
-            Command::Show { conn } => match d.registry.get(conn) {
+            Command::Show { conn } => match d.registry().get(conn) {
                 Some(c) => Response::ok(id, to_value(&view::detail(&c))),
                 None => Response::err(id, code::NOT_FOUND, format!("no connection {conn}")),
             },
@@ -78,7 +78,7 @@ impl Service {
                 let Ok(data) = serde_json::value::to_raw_value(&data) else {
                     return Response::err(id, code::BAD_ARGUMENTS, "data is not JSON");
                 };
-                let delivered = d.hub.publish(&topic, &data, Source::Admin);
+                let delivered = d.hub().publish(&topic, &data, Source::Admin);
                 Response::ok(id, json!({ "delivered": delivered }))
             }
             Command::Config {} => {
@@ -112,7 +112,7 @@ impl Service {
                         "give either `conn` or a filter, not both",
                     );
                 }
-                match d.registry.get(c) {
+                match d.registry().get(c) {
                     Some(c) => vec![c],
                     None => {
                         return Response::err(id, code::NOT_FOUND, format!("no connection {c}"))

@@ -105,10 +105,9 @@ impl Access {
 
 /// Serves admin clients until the daemon stops.
 pub async fn serve(listener: UnixListener, access: Access, service: Arc<Service>) {
-    let stopped = service.daemon.stopped.clone();
     loop {
         let stream = tokio::select! {
-            _ = stopped.cancelled() => break,
+            _ = service.daemon.stopped() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(e) => {
@@ -286,10 +285,10 @@ async fn watch(service: &Service, interval: Duration, mut out: OwnedWriteHalf) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let event = tokio::select! {
-            _ = daemon.stopped.cancelled() => return,
+            _ = daemon.stopped() => return,
             _ = tick.tick() => Event::Snapshot {
                 stats: Box::new(view::stats(daemon)),
-                connections: view::list(&daemon.registry.all(), None, None),
+                connections: view::list(&daemon.registry().all(), None, None),
             },
             e = events.recv() => match e {
                 Ok(e) => e,
@@ -302,7 +301,7 @@ async fn watch(service: &Service, interval: Duration, mut out: OwnedWriteHalf) {
         let write = out.write_all(text.as_bytes());
         tokio::select! {
             r = write => if r.is_err() { return },
-            _ = daemon.stopped.cancelled() => return,
+            _ = daemon.stopped() => return,
         }
     }
 }

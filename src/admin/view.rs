@@ -10,7 +10,8 @@ use super::protocol::{
     ConnDetail, ConnRow, Connections, Filter, LimitUse, ReloadInfo, SortKey, Stats,
 };
 use crate::daemon::Daemon;
-use crate::registry::{Conn, Peaks};
+use crate::handle::Conn;
+use crate::registry::Peaks;
 
 fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
@@ -48,7 +49,7 @@ pub fn detail(c: &Conn) -> ConnDetail {
 pub fn select(daemon: &Daemon, filter: &Filter) -> Result<Vec<Arc<Conn>>, String> {
     let net = filter.network()?;
     Ok(daemon
-        .registry
+        .registry()
         .all()
         .into_iter()
         .filter(|c| {
@@ -94,8 +95,8 @@ pub fn list(conns: &[Arc<Conn>], sort: Option<SortKey>, limit: Option<usize>) ->
 
 pub fn stats(daemon: &Daemon) -> Stats {
     let settings = daemon.settings();
-    let counts = daemon.registry.counts();
-    let conns = daemon.registry.all();
+    let counts = daemon.registry().counts();
+    let conns = daemon.registry().all();
     let closing = conns.iter().filter(|c| c.closing()).count();
     let mut by_state = BTreeMap::new();
     by_state.insert("open".to_string(), conns.len() - closing);
@@ -130,13 +131,13 @@ pub fn stats(daemon: &Daemon) -> Stats {
         limits.push(use_of(&r.path, &r.limits, n, p));
     }
 
-    let t = daemon.metrics.tallies();
-    let m = &daemon.metrics;
-    let traffic = daemon.registry.traffic();
+    let t = daemon.metrics().tallies();
+    let m = daemon.metrics();
+    let traffic = daemon.registry().traffic();
     Stats {
         version: env!("CARGO_PKG_VERSION").to_string(),
-        uptime_s: daemon.started.elapsed().as_secs_f64(),
-        config_path: daemon.config_path.as_ref().map(|p| p.display().to_string()),
+        uptime_s: daemon.uptime().as_secs_f64(),
+        config_path: daemon.config_path().map(|p| p.display().to_string()),
         last_reload: daemon.reload_status().map(|s| ReloadInfo {
             at: rfc3339(s.at),
             origin: s.origin,
@@ -177,6 +178,6 @@ pub fn stats(daemon: &Daemon) -> Stats {
             .iter()
             .map(|(k, v)| (k.to_string(), *v))
             .collect(),
-        topics: daemon.hub.topic_count(),
+        topics: daemon.hub().topic_count(),
     }
 }

@@ -4,12 +4,13 @@ use std::sync::Arc;
 
 use wsgate_plugin_api::{Identity, Outbound, RawValue, SendError, Session, SubscribeError};
 
-use crate::daemon::Daemon;
-use crate::hub::Source;
-use crate::registry::{Conn, Offer};
+use crate::handle::{Conn, Offer};
+use crate::hub::{Hub, Source};
+use crate::metrics::Metrics;
 
 pub struct ConnSession<'a> {
-    pub daemon: &'a Daemon,
+    pub hub: &'a Hub,
+    pub metrics: &'a Metrics,
     pub conn: &'a Arc<Conn>,
     pub id: String,
     pub identity: Identity,
@@ -35,7 +36,7 @@ impl Session for ConnSession<'_> {
         match self.conn.offer_own(message) {
             Offer::Queued => Ok(()),
             Offer::Full => {
-                self.daemon.metrics.slow_consumer_closes.inc();
+                self.metrics.slow_consumer_closes.inc();
                 Err(SendError::QueueFull)
             }
             Offer::Closing => Err(SendError::Closing),
@@ -43,13 +44,11 @@ impl Session for ConnSession<'_> {
     }
 
     fn subscribe(&mut self, topic: &str) -> Result<bool, SubscribeError> {
-        self.daemon
-            .hub
-            .subscribe(self.conn, topic, self.max_subscriptions)
+        self.hub.subscribe(self.conn, topic, self.max_subscriptions)
     }
 
     fn unsubscribe(&mut self, topic: &str) -> bool {
-        self.daemon.hub.unsubscribe(self.conn, topic)
+        self.hub.unsubscribe(self.conn, topic)
     }
 
     fn subscriptions(&self) -> Vec<String> {
@@ -61,6 +60,6 @@ impl Session for ConnSession<'_> {
     }
 
     fn publish(&mut self, topic: &str, data: &RawValue) -> usize {
-        self.daemon.hub.publish(topic, data, Source::Client)
+        self.hub.publish(topic, data, Source::Client)
     }
 }

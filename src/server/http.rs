@@ -1,7 +1,7 @@
 //! HTTP endpoints: health, readiness, metrics, the publish API, and the
 //! WebSocket routes.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http_body_util::{BodyExt, Limited};
@@ -14,7 +14,6 @@ use wsgate_plugin_api::RawValue;
 
 use super::reply::{self, Body};
 use super::upgrade;
-use crate::config::schema::IpNetwork;
 use crate::daemon::Daemon;
 use crate::hub::Source;
 use crate::metrics::ReasonLabel;
@@ -37,14 +36,11 @@ pub async fn handle(
                 reply::json(StatusCode::OK, &json!({"status": "ready"}))
             }
         }
-        (&Method::GET, "/metrics") => {
-            daemon.metrics.sync_traffic(daemon.registry.traffic());
-            reply::text(
-                StatusCode::OK,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                daemon.metrics.render(),
-            )
-        }
+        (&Method::GET, "/metrics") => reply::text(
+            StatusCode::OK,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            daemon.render_metrics(),
+        ),
         (_, "/healthz" | "/readyz" | "/metrics") => reply::error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
@@ -53,36 +49,6 @@ pub async fn handle(
         (_, "/api/publish") => publish(&daemon, peer, req).await,
         _ => upgrade::handle(daemon, peer, req).await,
     }
-}
-
-/// The client address: the TCP peer, or, when the peer is a trusted proxy,
-/// the right-most address in `X-Forwarded-For` that is not one.
-pub fn client_ip(peer: IpAddr, headers: &hyper::HeaderMap, trusted: &[IpNetwork]) -> IpAddr {
-    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.0.contains(ip));
-    if !is_trusted(&peer) {
-        return peer;
-    }
-    let mut client = peer;
-    let hops = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .collect::<Vec<_>>();
-    for hop in hops.iter().rev() {
-        match hop.parse::<IpAddr>() {
-            Ok(ip) => {
-                client = ip;
-                if !is_trusted(&ip) {
-                    break;
-                }
-            }
-            // A malformed hop ends what can be believed.
-            Err(_) => break,
-        }
-    }
-    client
 }
 
 #[derive(Deserialize)]
@@ -100,7 +66,7 @@ fn refuse(
     message: &str,
 ) -> Response<Body> {
     daemon
-        .metrics
+        .metrics()
         .api_refusals
         .get_or_create(&ReasonLabel { reason: code })
         .inc();
@@ -233,49 +199,7 @@ async fn publish(daemon: &Daemon, peer: SocketAddr, req: Request<Incoming>) -> R
             &problem,
         );
     }
-    let delivered = daemon.hub.publish(&body.topic, &body.data, Source::Api);
+    let delivered = daemon.hub().publish(&body.topic, &body.data, Source::Api);
     tracing::debug!(%peer, topic = %body.topic, delivered, "published");
     reply::json(StatusCode::OK, &json!({ "delivered": delivered }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn nets(list: &[&str]) -> Vec<IpNetwork> {
-        list.iter()
-            .map(|s| IpNetwork(s.parse().expect("cidr")))
-            .collect()
-    }
-
-    fn headers(xff: &str) -> hyper::HeaderMap {
-        let mut h = hyper::HeaderMap::new();
-        h.insert("x-forwarded-for", xff.parse().expect("header"));
-        h
-    }
-
-    #[test]
-    fn untrusted_peers_cannot_claim_another_address() {
-        let peer: IpAddr = "203.0.113.9".parse().expect("ip");
-        let ip = client_ip(peer, &headers("1.2.3.4"), &nets(&["10.0.0.0/8"]));
-        assert_eq!(ip, peer);
-    }
-
-    #[test]
-    fn trusted_proxy_chain_yields_the_first_untrusted_hop() {
-        let peer: IpAddr = "10.0.0.1".parse().expect("ip");
-        let ip = client_ip(
-            peer,
-            &headers("6.6.6.6, 1.2.3.4, 10.0.0.2"),
-            &nets(&["10.0.0.0/8"]),
-        );
-        assert_eq!(ip, "1.2.3.4".parse::<IpAddr>().expect("ip"));
-    }
-
-    #[test]
-    fn garbage_hops_stop_the_walk() {
-        let peer: IpAddr = "10.0.0.1".parse().expect("ip");
-        let ip = client_ip(peer, &headers("1.2.3.4, nonsense"), &nets(&["10.0.0.0/8"]));
-        assert_eq!(ip, peer);
-    }
 }

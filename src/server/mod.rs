@@ -7,7 +7,7 @@
 //! read `/readyz` = 503 (rather than a refused connection) and new upgrades
 //! get a 503; it closes when the drain is over.
 
-mod handshake;
+mod client_ip;
 mod http;
 mod reply;
 mod upgrade;
@@ -31,7 +31,7 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 pub async fn serve(listener: TcpListener, daemon: Arc<Daemon>) {
     loop {
         tokio::select! {
-            _ = daemon.stopped.cancelled() => break,
+            _ = daemon.stopped() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let daemon = Arc::clone(&daemon);
@@ -74,7 +74,7 @@ async fn connection(daemon: Arc<Daemon>, stream: TcpStream, peer: SocketAddr) {
                 tracing::debug!(%peer, error = %e, "http connection ended");
             }
         }
-        _ = daemon.stopped.cancelled() => {
+        _ = daemon.stopped() => {
             conn.as_mut().graceful_shutdown();
             let _ = tokio::time::timeout(handshake_timeout, conn).await;
         }

@@ -12,17 +12,15 @@ use std::sync::Arc;
 
 use hyper::body::Incoming;
 use hyper::{header, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 use wsgate_plugin_api::{Identity, Rejection, UpgradeRequest};
 
-use super::handshake;
-use super::http::client_ip;
+use super::client_ip::client_ip;
 use super::reply::{self, Body};
 use crate::admin::protocol::Event;
-use crate::conn::{self, Accepted};
+use crate::conn::{self, Accepted, Wire};
 use crate::daemon::Daemon;
 use crate::registry::{Candidate, Refusal};
+use crate::ws::handshake;
 
 /// Logs and counts a refusal, then builds its answer.
 fn refuse(
@@ -33,7 +31,7 @@ fn refuse(
     reason: &'static str,
     message: &str,
 ) -> Response<Body> {
-    daemon.metrics.reject(reason);
+    daemon.metrics().reject(reason);
     daemon.emit(|| Event::Rejected {
         route: path.to_string(),
         ip: ip.to_string(),
@@ -172,7 +170,7 @@ pub async fn handle(
 
     let settings = daemon.settings();
     let route_key: Arc<str> = Arc::from(route.path.as_str());
-    let admitted = daemon.registry.admit(Candidate {
+    let admitted = daemon.registry().admit(Candidate {
         route: &route_key,
         ip,
         user: identity.user.as_ref(),
@@ -182,7 +180,10 @@ pub async fn handle(
     let handshake_timeout = settings.config.server.handshake_timeout;
     drop(settings);
     let slot = match admitted {
-        Ok(slot) => slot,
+        Ok(slot) => {
+            daemon.metrics().accepted(&route.path);
+            slot
+        }
         Err(refusal) => {
             let (status, message) = match refusal {
                 Refusal::Total => (
@@ -209,7 +210,7 @@ pub async fn handle(
     // The slot goes with the task; if the upgrade never completes, dropping
     // it frees the place.
     let task_daemon = Arc::clone(&daemon);
-    daemon.tasks.spawn(async move {
+    daemon.spawn_connection(async move {
         let upgraded = match tokio::time::timeout(handshake_timeout, upgrade).await {
             Ok(Ok(upgraded)) => upgraded,
             Ok(Err(e)) => {
@@ -221,26 +222,22 @@ pub async fn handle(
                 return;
             }
         };
-        let parts = match upgraded.downcast::<TokioIo<TcpStream>>() {
-            Ok(parts) => parts,
-            Err(_) => {
-                tracing::error!("upgraded connection is not a TCP stream");
-                return;
-            }
+        let Ok(wire) = Wire::from_upgraded(upgraded) else {
+            tracing::error!("upgraded connection is of an unknown kind");
+            return;
         };
         // A task of its own, so that what waiting for the upgrade needed
         // (a timer, hyper's upgrade future) is not kept for the life of
         // the connection.
         let accepted = Accepted {
-            stream: parts.io.into_inner(),
-            leftover: parts.read_buf,
+            wire,
             slot,
             route,
             identity,
             query,
         };
-        let tasks = task_daemon.tasks.clone();
-        tasks.spawn(conn::run(task_daemon, accepted));
+        let daemon = Arc::clone(&task_daemon);
+        task_daemon.spawn_connection(conn::run(daemon, accepted));
     });
     response
 }

@@ -1,0 +1,380 @@
+//! What a connection does with its frames and deadlines: the close
+//! handshake, ping/pong, the rate limit, and the dispatch of data messages
+//! to its router. It sees frames, never the socket ([`Wire`] does that).
+
+use std::num::NonZeroU32;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use governor::clock::MonotonicClock;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
+use wsgate_plugin_api::{Close, DynRouter, Handler, Message, Outbound};
+
+use super::session::ConnSession;
+use super::timers::{Due, Timers};
+use super::wire::{Framed, Wire};
+use crate::config::{Limits, OnRateLimit};
+use crate::handle::Conn;
+use crate::metrics::Metrics;
+use crate::ws::close;
+use crate::ws::codec::{Event, OpCode};
+
+type Limiter = RateLimiter<NotKeyed, InMemoryState, MonotonicClock>;
+
+fn limiter(limits: &Limits) -> Option<Limiter> {
+    let rate = NonZeroU32::new(limits.messages_per_second)?;
+    let burst = NonZeroU32::new(limits.message_burst).unwrap_or(rate);
+    Some(RateLimiter::direct_with_clock(
+        Quota::per_second(rate).allow_burst(burst),
+        MonotonicClock,
+    ))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Open,
+    /// A close frame is queued; `wait_peer`: wait for the client's close
+    /// frame (until `deadline`) before dropping TCP.
+    Closing {
+        deadline: Instant,
+        wait_peer: bool,
+    },
+}
+
+/// Why the connection ended, for the close counter and the log.
+pub struct Ending {
+    pub code: u16,
+    pub reason: String,
+}
+
+/// One connection's protocol state and its router.
+pub struct Task<'a> {
+    pub conn: &'a Arc<Conn>,
+    metrics: &'a Metrics,
+    pub phase: Phase,
+    pub timers: Timers,
+    limiter: Option<Limiter>,
+    last_active: Instant,
+    ending: Option<Ending>,
+    /// The client's close code, once its close frame arrived.
+    peer_close: Option<u16>,
+    /// `[server] close_timeout` in force.
+    close_timeout: Duration,
+    /// The router's per-connection handler (`None` once it refused to open).
+    handler: Option<Box<dyn Handler>>,
+    pub session: ConnSession<'a>,
+}
+
+impl<'a> Task<'a> {
+    pub fn new(
+        session: ConnSession<'a>,
+        metrics: &'a Metrics,
+        limits: &Limits,
+        close_timeout: Duration,
+    ) -> Self {
+        let conn = session.conn;
+        Self {
+            conn,
+            metrics,
+            phase: Phase::Open,
+            timers: Timers::new(limits, conn.started),
+            limiter: limiter(limits),
+            last_active: conn.started,
+            ending: None,
+            peer_close: None,
+            close_timeout,
+            handler: None,
+            session,
+        }
+    }
+
+    /// Opens the router's side of the connection.
+    pub fn open(&mut self, wire: &mut Wire, router: &dyn DynRouter) {
+        match router.open(&mut self.session) {
+            Ok(h) => self.handler = Some(h),
+            Err(c) => self.router_close(wire, c),
+        }
+    }
+
+    /// After a reload: moves the handler onto the route's new router
+    /// instance (new options, same state); `false` when it cannot (the
+    /// router is of another kind now).
+    pub fn rebind(&mut self, router: &dyn DynRouter) -> bool {
+        self.handler
+            .as_mut()
+            .is_none_or(|h| router.rebind(h.as_mut()))
+    }
+
+    /// After a reload: new limits apply from now on.
+    pub fn apply(&mut self, new: &Limits, old: &Limits, now: Instant) {
+        self.conn
+            .queue_limit
+            .store(new.send_queue, Ordering::Relaxed);
+        if (new.messages_per_second, new.message_burst)
+            != (old.messages_per_second, old.message_burst)
+        {
+            self.limiter = limiter(new);
+        }
+        self.timers
+            .reset(new, self.conn.started, self.last_active, now);
+        self.session.max_subscriptions = new.max_subscriptions;
+    }
+
+    /// After a reload: the server's `close_timeout` in force.
+    pub fn set_close_timeout(&mut self, close_timeout: Duration) {
+        self.close_timeout = close_timeout;
+    }
+
+    /// The daemon is draining: the router may tell its client, and the
+    /// connection closes with 1001 at `close_at`.
+    pub fn drain(&mut self, close_at: Instant, reconnect_after_ms: u64) {
+        if let Some(h) = self.handler.as_mut() {
+            h.on_shutdown(&mut self.session, reconnect_after_ms);
+        }
+        self.timers.drain_at(close_at);
+    }
+
+    fn count_out(&self, framed: Framed) {
+        if framed.messages > 0 {
+            let stats = &self.conn.stats;
+            stats.msgs_out.fetch_add(framed.messages, Ordering::Relaxed);
+            stats.bytes_out.fetch_add(framed.bytes, Ordering::Relaxed);
+        }
+    }
+
+    /// Frames taken messages behind what is pending.
+    pub fn queue(&mut self, wire: &mut Wire, taken: &mut Vec<Outbound>) {
+        let framed = wire.queue(taken);
+        self.count_out(framed);
+    }
+
+    /// Frames and writes taken messages; `false` when the socket failed.
+    pub fn send(&mut self, wire: &mut Wire, taken: &mut Vec<Outbound>) -> bool {
+        match wire.send(taken) {
+            Ok(framed) => {
+                self.count_out(framed);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// A close a router asked for; a code that may not go on the wire
+    /// becomes 1011.
+    fn router_close(&mut self, wire: &mut Wire, c: Close) {
+        if close::may_be_received(c.code) {
+            self.start_close(wire, c.code, &c.reason, true);
+        } else {
+            tracing::warn!(
+                conn = self.conn.id,
+                code = c.code,
+                "router asked for an invalid close code"
+            );
+            self.start_close(wire, close::INTERNAL, "internal error", true);
+        }
+    }
+
+    /// Queues a close frame and enters the closing phase (once).
+    pub fn start_close(&mut self, wire: &mut Wire, code: u16, reason: &str, wait_peer: bool) {
+        if self.phase != Phase::Open {
+            return;
+        }
+        // What the client was already sent (queued) goes out before the
+        // close frame, unless the close request discarded the queue.
+        let mut queued = Vec::new();
+        let _ = self.conn.take(&mut queued, usize::MAX);
+        self.queue(wire, &mut queued);
+        wire.close_frame(Some(code), reason);
+        self.phase = Phase::Closing {
+            deadline: Instant::now() + self.close_timeout,
+            wait_peer,
+        };
+        self.ending.get_or_insert(Ending {
+            code,
+            reason: reason.to_string(),
+        });
+    }
+
+    /// The peer is gone without a close handshake.
+    pub fn vanished(&mut self) {
+        self.ending.get_or_insert(Ending {
+            code: close::ABNORMAL,
+            reason: "connection lost".into(),
+        });
+    }
+
+    /// Reads what is available and handles it; `false` ends the loop.
+    pub fn read(&mut self, wire: &mut Wire, limits: &Limits) -> bool {
+        match wire.fill() {
+            Ok(0) => {
+                if self.peer_close.is_none() {
+                    self.vanished();
+                }
+                return false;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+            Err(_) => {
+                self.vanished();
+                return false;
+            }
+        }
+        self.process(wire, limits);
+        wire.release_input();
+        true
+    }
+
+    /// Handles every complete frame in the read buffer.
+    pub fn process(&mut self, wire: &mut Wire, limits: &Limits) {
+        loop {
+            if matches!(
+                self.phase,
+                Phase::Closing {
+                    wait_peer: false,
+                    ..
+                }
+            ) {
+                // Nothing more is read after a failure or a completed close.
+                wire.discard_input();
+                return;
+            }
+            let event = match wire.next_event(limits.max_message_bytes) {
+                None => return,
+                Some(Ok(event)) => event,
+                Some(Err(e)) => {
+                    tracing::debug!(conn = self.conn.id, error = %e, "protocol failure");
+                    self.start_close(wire, e.close_code(), &e.to_string(), false);
+                    continue;
+                }
+            };
+            match event {
+                Event::Text(data) if self.phase == Phase::Open => {
+                    self.on_data(wire, limits, data, true)
+                }
+                Event::Binary(data) if self.phase == Phase::Open => {
+                    self.on_data(wire, limits, data, false)
+                }
+                Event::Text(_) | Event::Binary(_) => {}
+                Event::Ping(payload) => wire.control(OpCode::Pong, &payload),
+                Event::Pong(payload) => self.on_pong(&payload),
+                Event::Close(code, _reason) => self.on_peer_close(wire, code),
+            }
+        }
+    }
+
+    /// The client's close frame: answer it (with the same code) unless we
+    /// started the close, then end.
+    fn on_peer_close(&mut self, wire: &mut Wire, code: Option<u16>) {
+        self.peer_close = Some(code.unwrap_or(close::NORMAL));
+        let deadline = match self.phase {
+            Phase::Open => {
+                wire.close_frame(code, "");
+                self.ending = Some(Ending {
+                    code: code.unwrap_or(close::NORMAL),
+                    reason: "closed by client".into(),
+                });
+                Instant::now() + self.close_timeout
+            }
+            Phase::Closing { deadline, .. } => deadline,
+        };
+        self.phase = Phase::Closing {
+            deadline,
+            wait_peer: false,
+        };
+    }
+
+    /// One inbound data message: counters, idle timer, rate limit, router.
+    fn on_data(&mut self, wire: &mut Wire, limits: &Limits, data: Bytes, text: bool) {
+        let now = Instant::now();
+        self.last_active = now;
+        self.timers.active(limits, now);
+        let stats = &self.conn.stats;
+        stats.last_active_ms.store(
+            now.duration_since(self.conn.started).as_millis() as u64,
+            Ordering::Relaxed,
+        );
+        stats.msgs_in.fetch_add(1, Ordering::Relaxed);
+        stats
+            .bytes_in
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+
+        if self.limiter.as_ref().is_some_and(|l| l.check().is_err()) {
+            match limits.on_rate_limit {
+                OnRateLimit::Close => {
+                    self.metrics.rate_limited("closed");
+                    self.start_close(wire, close::POLICY, "rate limit exceeded", true);
+                }
+                OnRateLimit::Drop => {
+                    self.metrics.rate_limited("dropped");
+                    if let Some(h) = self.handler.as_mut() {
+                        h.on_rate_limited(&mut self.session);
+                    }
+                }
+            }
+            return;
+        }
+        let Some(h) = self.handler.as_mut() else {
+            return;
+        };
+        let message = if text {
+            // Validated by the decoder; checked again because the type
+            // system cannot carry that across `Bytes` without `unsafe`.
+            match simdutf8::basic::from_utf8(&data) {
+                Ok(s) => Message::Text(s),
+                Err(_) => return,
+            }
+        } else {
+            Message::Binary(&data)
+        };
+        if let Err(c) = h.on_message(&mut self.session, message) {
+            self.router_close(wire, c);
+        }
+    }
+
+    fn on_pong(&mut self, payload: &[u8]) {
+        if let Some(rtt) = self.timers.pong(payload, self.conn.started.elapsed()) {
+            self.conn.stats.rtt_us.store(rtt, Ordering::Relaxed);
+        }
+    }
+
+    /// Handles what is due; `false` ends the loop.
+    pub fn fire(&mut self, wire: &mut Wire, limits: &Limits) -> bool {
+        let now = Instant::now();
+        if let Phase::Closing { deadline, .. } = self.phase {
+            return now < deadline;
+        }
+        match self.timers.due(now) {
+            Some(Due::Drain) => {
+                self.start_close(wire, close::GOING_AWAY, "server shutting down", true)
+            }
+            Some(Due::PongTimeout) => {
+                self.start_close(wire, close::HEARTBEAT_TIMEOUT, "no pong in time", false)
+            }
+            Some(Due::Idle) => self.start_close(wire, close::IDLE_TIMEOUT, "idle timeout", true),
+            Some(Due::Lifetime) => {
+                self.start_close(wire, close::MAX_LIFETIME, "max lifetime reached", true)
+            }
+            Some(Due::Ping) => {
+                if let Some(payload) = self.timers.ping(limits, now, self.conn.started.elapsed()) {
+                    wire.control(OpCode::Ping, &payload);
+                }
+            }
+            None => {}
+        }
+        true
+    }
+
+    /// The connection is over: the router's last hook, and why it ended.
+    pub fn finish(mut self) -> Ending {
+        if let Some(h) = self.handler.take() {
+            h.on_close(&mut self.session);
+        }
+        self.ending.take().unwrap_or(Ending {
+            code: close::ABNORMAL,
+            reason: "connection lost".into(),
+        })
+    }
+}

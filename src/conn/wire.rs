@@ -1,0 +1,276 @@
+//! A connection's socket I/O and buffers: the only code that knows what
+//! kind of socket a connection runs on (a transport such as TLS plugs in
+//! here), and the frames that go in and out of it.
+//!
+//! It uses readiness and non-blocking reads and writes, so every wait can
+//! be interrupted without losing a byte, and it holds no buffer while the
+//! connection is idle: the read and write buffers are freed (or lent back
+//! to the thread) whenever they run empty.
+
+use std::io;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use wsgate_plugin_api::Outbound;
+
+use crate::ws::codec::{self, Decoder, Event, Need, OpCode, ProtocolError};
+
+/// Bytes read per read call when no larger frame is expected.
+const READ_CHUNK: usize = 4096;
+/// Encoded bytes gathered from the queue before a write; also the pending
+/// output at which reading pauses, so memory stays bounded.
+pub const WRITE_BATCH: usize = 64 * 1024;
+
+thread_local! {
+    /// Where outbound frames are encoded before a write, shared by every
+    /// connection served by this thread.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// A read buffer lent to whichever connection of this thread reads
+    /// next, and given back once its frames are handled.
+    static READ_SPARE: std::cell::Cell<BytesMut> = std::cell::Cell::new(BytesMut::new());
+}
+
+/// How many data messages, and payload bytes, were framed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Framed {
+    pub messages: u64,
+    pub bytes: u64,
+}
+
+/// The connection's I/O state.
+pub struct Wire {
+    socket: TcpStream,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    decoder: Decoder,
+    /// Total buffered bytes the decoder needs for its next frame.
+    need: usize,
+}
+
+impl Wire {
+    /// Takes the socket out of a completed HTTP upgrade, with the bytes the
+    /// client sent right behind its request. `Err` gives back a connection
+    /// of a kind this module cannot drive.
+    pub fn from_upgraded(upgraded: Upgraded) -> Result<Self, Upgraded> {
+        let parts = upgraded.downcast::<TokioIo<TcpStream>>()?;
+        Ok(Self::new(parts.io.into_inner(), &parts.read_buf))
+    }
+
+    fn new(socket: TcpStream, leftover: &Bytes) -> Self {
+        Self {
+            socket,
+            // `leftover` is a slice of hyper's 8 KiB read buffer: copy what
+            // the client sent and let go of it, or every connection keeps
+            // that buffer.
+            rbuf: BytesMut::from(&leftover[..]),
+            wbuf: BytesMut::new(),
+            decoder: Decoder::new(),
+            need: 0,
+        }
+    }
+
+    /// Whether read bytes wait to be decoded.
+    #[inline]
+    pub fn has_input(&self) -> bool {
+        !self.rbuf.is_empty()
+    }
+
+    /// Drops unread input (nothing more is read after a failure or a
+    /// completed close).
+    pub fn discard_input(&mut self) {
+        self.rbuf.clear();
+    }
+
+    /// Bytes waiting to be written.
+    #[inline]
+    pub fn pending(&self) -> usize {
+        self.wbuf.len()
+    }
+
+    /// Reads what the socket holds. `Ok(0)`: the peer closed;
+    /// `Err(WouldBlock)`: nothing after all.
+    pub fn fill(&mut self) -> io::Result<usize> {
+        if self.rbuf.is_empty() {
+            // Nothing partial is held: borrow the thread's spare buffer
+            // (its room is reclaimed if no message still points into it).
+            self.rbuf = READ_SPARE.take();
+            self.rbuf.clear();
+        }
+        let want = self.need.max(self.rbuf.len() + READ_CHUNK / 2);
+        if self.rbuf.capacity() < want {
+            self.rbuf.reserve((want - self.rbuf.len()).max(READ_CHUNK));
+        }
+        read_available(&self.socket, &mut self.rbuf)
+    }
+
+    /// Once the read frames are handled: hold no read buffer while idle.
+    /// It goes back to the thread, unless a large message made it large.
+    pub fn release_input(&mut self) {
+        if self.rbuf.is_empty() {
+            let buf = std::mem::take(&mut self.rbuf);
+            if buf.capacity() <= 2 * READ_CHUNK {
+                READ_SPARE.set(buf);
+            }
+        }
+    }
+
+    /// The next complete frame event, or `None` until more bytes arrive.
+    #[inline]
+    pub fn next_event(&mut self, max_message: usize) -> Option<Result<Event, ProtocolError>> {
+        match self.decoder.decode(&mut self.rbuf, max_message) {
+            Ok(Ok(event)) => {
+                self.need = 0;
+                Some(Ok(event))
+            }
+            Ok(Err(Need::Bytes(n))) => {
+                self.need = n;
+                None
+            }
+            Err(e) => Some(Err(e)),
+        }
+    }
+
+    /// Queues a control frame (ping, pong).
+    pub fn control(&mut self, op: OpCode, payload: &[u8]) {
+        codec::encode(&mut self.wbuf, op, payload);
+    }
+
+    /// Queues a close frame.
+    pub fn close_frame(&mut self, code: Option<u16>, reason: &str) {
+        codec::encode_close(&mut self.wbuf, code, reason);
+    }
+
+    /// Frames messages into the write buffer, behind what is pending.
+    pub fn queue(&mut self, taken: &mut Vec<Outbound>) -> Framed {
+        encode_messages(&mut self.wbuf, taken)
+    }
+
+    /// Frames and writes messages. With nothing already pending, they are
+    /// framed in this thread's scratch buffer and written from there, and
+    /// only what the socket did not take is copied into the connection's
+    /// own buffer: a connection that keeps up allocates nothing to send.
+    pub fn send(&mut self, taken: &mut Vec<Outbound>) -> io::Result<Framed> {
+        if taken.is_empty() {
+            return Ok(Framed::default());
+        }
+        if !self.wbuf.is_empty() {
+            return Ok(self.queue(taken));
+        }
+        SCRATCH.with(|cell| {
+            let mut buf = cell.borrow_mut();
+            buf.clear();
+            let framed = encode_messages(&mut *buf, taken);
+            let written = match self.socket.try_write(&buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+                Err(e) => return Err(e),
+            };
+            if let Some(rest) = buf.get(written..).filter(|r| !r.is_empty()) {
+                self.wbuf.extend_from_slice(rest);
+            }
+            if buf.capacity() > 2 * WRITE_BATCH {
+                // A large message passed through; do not keep its room.
+                *buf = Vec::new();
+            }
+            Ok(framed)
+        })
+    }
+
+    /// Writes what is pending, as far as the socket takes it; `Ok(true)`
+    /// once nothing is left (the write buffer is then freed).
+    pub fn flush(&mut self) -> io::Result<bool> {
+        if !self.wbuf.is_empty() {
+            match self.socket.try_write(&self.wbuf) {
+                Ok(n) => self.wbuf.advance(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if self.wbuf.is_empty() {
+            // Hold no write buffer while idle.
+            self.wbuf = BytesMut::new();
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Ready when the socket may be read (`false`: it failed).
+    #[inline]
+    pub fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<bool> {
+        // Through the socket's own waker slot: no waiter is added to or
+        // removed from a list on each turn.
+        self.socket.poll_read_ready(cx).map(|r| r.is_ok())
+    }
+
+    /// Ready when the socket may be written (`false`: it failed).
+    #[inline]
+    pub fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<bool> {
+        self.socket.poll_write_ready(cx).map(|r| r.is_ok())
+    }
+
+    /// After our close frame is out: send FIN, then read and discard until
+    /// the client closes too (or `deadline` passes). Closing a socket with
+    /// unread input makes the kernel send RST, which can destroy the close
+    /// frame before the client reads it.
+    pub async fn linger(mut self, deadline: Instant) {
+        use tokio::io::AsyncWriteExt;
+        let stream = &mut self.socket;
+        let _ = stream.shutdown().await;
+        // On the heap, and only now: an array here would sit inside every
+        // connection's task for its whole life.
+        let mut sink = vec![0u8; READ_CHUNK];
+        let drain = async {
+            loop {
+                match stream.read(&mut sink).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        };
+        let _ = tokio::time::timeout_at(deadline.into(), drain).await;
+    }
+}
+
+/// Frames data messages into `out`.
+#[inline]
+fn encode_messages(out: &mut impl BufMut, taken: &mut Vec<Outbound>) -> Framed {
+    let mut framed = Framed::default();
+    for m in taken.drain(..) {
+        let (op, payload) = match &m {
+            Outbound::Text(b) => (OpCode::Text, b),
+            Outbound::Binary(b) => (OpCode::Binary, b),
+        };
+        framed.messages += 1;
+        framed.bytes += payload.len() as u64;
+        codec::encode(out, op, payload);
+    }
+    framed
+}
+
+/// Reads what the socket holds into `buf`. A read shorter than the room
+/// offered means the socket's receive queue is empty: its readiness is
+/// then cleared at once (as tokio's own `poll_read` does), so the loop
+/// waits for the next arrival instead of spending a system call on the
+/// `WouldBlock` it would get. Data that arrives meanwhile sets readiness
+/// again (tokio clears only the readiness it observed before the read).
+fn read_available(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+    let room = buf.capacity() - buf.len();
+    let mut drained = None;
+    let r = stream.try_io(tokio::io::Interest::READABLE, || {
+        let n = stream.try_read_buf(buf)?;
+        if n > 0 && n < room {
+            drained = Some(n);
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(n)
+    });
+    match (r, drained) {
+        (_, Some(n)) => Ok(n),
+        (r, None) => r,
+    }
+}
