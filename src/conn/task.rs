@@ -137,6 +137,7 @@ impl<'a> Task<'a> {
         self.timers.drain_at(close_at);
     }
 
+    #[inline]
     fn count_out(&self, framed: Framed) {
         if framed.messages > 0 {
             let stats = &self.conn.stats;
@@ -146,12 +147,14 @@ impl<'a> Task<'a> {
     }
 
     /// Frames taken messages behind what is pending.
+    #[inline]
     pub fn queue(&mut self, wire: &mut Wire, taken: &mut Vec<Outbound>) {
         let framed = wire.queue(taken);
         self.count_out(framed);
     }
 
     /// Frames and writes taken messages; `false` when the socket failed.
+    #[inline]
     pub fn send(&mut self, wire: &mut Wire, taken: &mut Vec<Outbound>) -> bool {
         match wire.send(taken) {
             Ok(framed) => {
@@ -207,6 +210,7 @@ impl<'a> Task<'a> {
     }
 
     /// Reads what is available and handles it; `false` ends the loop.
+    #[inline]
     pub fn read(&mut self, wire: &mut Wire, limits: &Limits) -> bool {
         match wire.fill() {
             Ok(0) => {
@@ -341,6 +345,7 @@ impl<'a> Task<'a> {
     }
 
     /// Handles what is due; `false` ends the loop.
+    #[inline]
     pub fn fire(&mut self, wire: &mut Wire, limits: &Limits) -> bool {
         let now = Instant::now();
         if let Phase::Closing { deadline, .. } = self.phase {

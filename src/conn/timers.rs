@@ -69,6 +69,7 @@ impl Timers {
     }
 
     /// The nearest deadline.
+    #[inline]
     pub fn next(&self) -> Option<Instant> {
         [
             self.next_ping,

@@ -94,6 +94,7 @@ impl Wire {
 
     /// Reads what the socket holds. `Ok(0)`: the peer closed;
     /// `Err(WouldBlock)`: nothing after all.
+    #[inline]
     pub fn fill(&mut self) -> io::Result<usize> {
         if self.rbuf.is_empty() {
             // Nothing partial is held: borrow the thread's spare buffer
@@ -110,6 +111,7 @@ impl Wire {
 
     /// Once the read frames are handled: hold no read buffer while idle.
     /// It goes back to the thread, unless a large message made it large.
+    #[inline]
     pub fn release_input(&mut self) {
         if self.rbuf.is_empty() {
             let buf = std::mem::take(&mut self.rbuf);
@@ -136,6 +138,7 @@ impl Wire {
     }
 
     /// Queues a control frame (ping, pong).
+    #[inline]
     pub fn control(&mut self, op: OpCode, payload: &[u8]) {
         codec::encode(&mut self.wbuf, op, payload);
     }
@@ -146,6 +149,7 @@ impl Wire {
     }
 
     /// Frames messages into the write buffer, behind what is pending.
+    #[inline]
     pub fn queue(&mut self, taken: &mut Vec<Outbound>) -> Framed {
         encode_messages(&mut self.wbuf, taken)
     }
@@ -154,6 +158,7 @@ impl Wire {
     /// framed in this thread's scratch buffer and written from there, and
     /// only what the socket did not take is copied into the connection's
     /// own buffer: a connection that keeps up allocates nothing to send.
+    #[inline]
     pub fn send(&mut self, taken: &mut Vec<Outbound>) -> io::Result<Framed> {
         if taken.is_empty() {
             return Ok(Framed::default());
@@ -183,6 +188,7 @@ impl Wire {
 
     /// Writes what is pending, as far as the socket takes it; `Ok(true)`
     /// once nothing is left (the write buffer is then freed).
+    #[inline]
     pub fn flush(&mut self) -> io::Result<bool> {
         if !self.wbuf.is_empty() {
             match self.socket.try_write(&self.wbuf) {
