@@ -186,11 +186,8 @@ impl PubSub {
         topics: &[Text<'_>],
         id: Option<&RawValue>,
     ) -> Result<(), SendError> {
-        for (i, topic) in topics.iter().enumerate() {
-            if let Err(reason) = check_topic(&topic.0) {
-                let message = format!("topics[{i}]: {reason}");
-                return send_error(session, Code::BadRequest, &message, id);
-            }
+        if let Some(message) = invalid_topic(topics) {
+            return send_error(session, Code::BadRequest, &message, id);
         }
         let user = session.identity().user.clone();
         let user = user.as_deref();
@@ -224,11 +221,8 @@ impl PubSub {
         topics: &[Text<'_>],
         id: Option<&RawValue>,
     ) -> Result<(), SendError> {
-        for (i, topic) in topics.iter().enumerate() {
-            if let Err(reason) = check_topic(&topic.0) {
-                let message = format!("topics[{i}]: {reason}");
-                return send_error(session, Code::BadRequest, &message, id);
-            }
+        if let Some(message) = invalid_topic(topics) {
+            return send_error(session, Code::BadRequest, &message, id);
         }
         for topic in topics {
             session.unsubscribe(&topic.0);
@@ -298,4 +292,14 @@ impl Router for PubSub {
     fn on_shutdown(&self, _state: &mut (), session: &mut dyn Session, reconnect_after_ms: u64) {
         let _ = send(session, &Reply::Shutdown { reconnect_after_ms });
     }
+}
+
+/// What is wrong with the first invalid topic of a request's `topics`, as
+/// `topics[<index>]: <reason>`.
+fn invalid_topic(topics: &[Text<'_>]) -> Option<String> {
+    topics.iter().enumerate().find_map(|(i, topic)| {
+        check_topic(&topic.0)
+            .err()
+            .map(|reason| format!("topics[{i}]: {reason}"))
+    })
 }
