@@ -37,13 +37,14 @@
 //! ("token not valid for this service").
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use wsgate_plugin_api::secret::SecretSource;
 use wsgate_plugin_api::{
     AuthPlugin, Authenticator, BoxFuture, Identity, OptionsError, Rejection, Table, UpgradeRequest,
 };
@@ -124,7 +125,12 @@ impl fmt::Debug for JwtAuth {
 impl JwtAuth {
     fn from_options(options: &Table) -> Result<Self, OptionsError> {
         let options: Options = OptionsError::parse(options)?;
-        let secret = load_secret(&options)?;
+        let secret = SecretSource {
+            env: options.secret_env,
+            file: options.secret_file,
+            inline: options.secret,
+        }
+        .load("secret")?;
         let algorithms = parse_algorithms(options.algorithms.as_deref())?;
 
         let user_claim = options.user_claim.unwrap_or_else(|| "sub".to_string());
@@ -166,7 +172,7 @@ impl JwtAuth {
         validation.set_required_spec_claims(&required);
 
         Ok(Self {
-            key: DecodingKey::from_secret(&secret),
+            key: DecodingKey::from_secret(secret.expose()),
             validation,
             user_claim,
         })
@@ -286,86 +292,6 @@ fn parse_algorithms(names: Option<&[String]>) -> Result<Vec<Algorithm>, OptionsE
         ));
     }
     Ok(algorithms)
-}
-
-/// Reads the secret from the one source configured. Errors name the source
-/// (variable, file) but never the secret.
-fn load_secret(options: &Options) -> Result<Vec<u8>, OptionsError> {
-    let sources = [
-        options.secret_env.is_some(),
-        options.secret_file.is_some(),
-        options.secret.is_some(),
-    ];
-    match sources.iter().filter(|set| **set).count() {
-        0 => {
-            return Err(OptionsError::new(
-                "a secret is required: set one of secret_env, secret_file or secret",
-            ))
-        }
-        1 => {}
-        _ => {
-            return Err(OptionsError::new(
-                "secret_env, secret_file and secret are exclusive: set only one",
-            ))
-        }
-    }
-
-    if let Some(var) = &options.secret_env {
-        return secret_from_env(var);
-    }
-    if let Some(path) = &options.secret_file {
-        return secret_from_file(path);
-    }
-    match options.secret.as_ref().map(toml::Value::as_str) {
-        Some(Some(secret)) if !secret.is_empty() => Ok(secret.as_bytes().to_vec()),
-        Some(Some(_)) => Err(OptionsError::at("secret", "must not be empty")),
-        // A wrong type: say so without showing the value.
-        _ => Err(OptionsError::at("secret", "must be a string")),
-    }
-}
-
-fn secret_from_env(var: &str) -> Result<Vec<u8>, OptionsError> {
-    if var.is_empty() || var.contains(['=', '\0']) {
-        return Err(OptionsError::at(
-            "secret_env",
-            "must be the name of an environment variable",
-        ));
-    }
-    // `VarError::NotUnicode`'s text contains the value: never show it.
-    match std::env::var(var) {
-        Ok(secret) if secret.is_empty() => Err(OptionsError::at(
-            "secret_env",
-            format!("environment variable {var} is empty"),
-        )),
-        Ok(secret) => Ok(secret.into_bytes()),
-        Err(std::env::VarError::NotPresent) => Err(OptionsError::at(
-            "secret_env",
-            format!("environment variable {var} is not set"),
-        )),
-        Err(std::env::VarError::NotUnicode(_)) => Err(OptionsError::at(
-            "secret_env",
-            format!("environment variable {var} is not valid UTF-8"),
-        )),
-    }
-}
-
-fn secret_from_file(path: &Path) -> Result<Vec<u8>, OptionsError> {
-    let mut secret = std::fs::read(path).map_err(|e| {
-        OptionsError::at(
-            "secret_file",
-            format!("cannot read {}: {e}", path.display()),
-        )
-    })?;
-    while matches!(secret.last(), Some(b'\n' | b'\r')) {
-        secret.pop();
-    }
-    if secret.is_empty() {
-        return Err(OptionsError::at(
-            "secret_file",
-            format!("{} is empty", path.display()),
-        ));
-    }
-    Ok(secret)
 }
 
 #[cfg(test)]

@@ -1,9 +1,15 @@
 #![allow(clippy::unwrap_used)]
 
 use serde_json::{json, Value};
-use wsgate_plugin_api::Identity;
+use wsgate_plugin_api::{
+    check_topic, Identity, Message, OptionsError, Outbound, RawValue, Router, RouterPlugin,
+    SendError, Session, SubscribeError, Table,
+};
 
 use super::*;
+use crate::pattern::Pattern;
+use crate::router::PubSub;
+use crate::wire::truncate;
 
 /// A session that records what the router does to it.
 struct FakeSession {
