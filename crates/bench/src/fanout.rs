@@ -17,7 +17,8 @@
 //! on a subscriber the server closed (4002, slow consumer); any other loss,
 //! or any duplicate, fails the run.
 
-use std::collections::BTreeMap;
+mod subscriber;
+
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,16 +27,17 @@ use anyhow::bail;
 use serde_json::json;
 use tokio::time::Instant;
 
-use super::client::{Conn, Dialer, Incoming};
+use super::client::Dialer;
 use super::dial::{self, lock, per_second};
 use super::latency::{human, Latency};
-use super::payload::{self, Delivery};
+use super::payload;
 use super::progress::{self, Progress};
 use super::publisher::Publisher;
 use super::report::{self, round2, Summary};
 use super::seen::Seen;
 use super::target::{self, Target};
 use super::{check_count, check_dial, fdlimit, Common, DialArgs};
+use subscriber::{subscribe, totals, Shared, Tally};
 
 /// How long the subscribers have to receive their first warm-up message.
 const WARMUP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -144,123 +146,6 @@ impl Plan {
                 .min(args.subs),
         })
     }
-}
-
-/// What every subscriber shares with the run.
-struct Shared {
-    /// Send times are microseconds since this instant.
-    epoch: Instant,
-    /// Tells this run's messages from other traffic on the topic.
-    run: u32,
-    /// Subscribers that have received a warm-up message.
-    warm: AtomicUsize,
-    /// Measured deliveries (the progress bar's counter).
-    deliveries: Arc<AtomicU64>,
-    /// The latest measured delivery, in µs since `epoch`.
-    last_delivery_us: AtomicU64,
-    latency: Mutex<Latency>,
-}
-
-impl Shared {
-    fn now_us(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
-    }
-}
-
-/// One subscriber's account, kept outside its task so that it survives
-/// the task being given up on.
-struct Tally {
-    seen: Seen,
-    /// The server closed the connection with this code.
-    closed: Option<u16>,
-    error: Option<String>,
-}
-
-/// Reads deliveries until every message was seen, the server closed, or
-/// `deadline`; then closes politely.
-async fn subscribe(
-    mut conn: Conn,
-    shared: Arc<Shared>,
-    tally: Arc<Mutex<Tally>>,
-    deadline: Instant,
-) {
-    let mut warm = false;
-    let result: anyhow::Result<()> = async {
-        loop {
-            let frame = match conn.recv_until(deadline).await? {
-                Incoming::Text(b) | Incoming::Binary(b) => b,
-                Incoming::Closed(code) => {
-                    lock(&tally)?.closed = Some(code);
-                    return Ok(());
-                }
-                Incoming::Deadline => return Ok(()),
-            };
-            match payload::parse(&frame, shared.run) {
-                Some(Delivery::Warmup) if !warm => {
-                    warm = true;
-                    shared.warm.fetch_add(1, Ordering::Relaxed);
-                }
-                Some(Delivery::Measured { seq, t_us }) => {
-                    let now = shared.now_us();
-                    lock(&shared.latency)?.record(now.saturating_sub(t_us));
-                    shared.last_delivery_us.fetch_max(now, Ordering::Relaxed);
-                    shared.deliveries.fetch_add(1, Ordering::Relaxed);
-                    let mut t = lock(&tally)?;
-                    t.seen.record(seq);
-                    if t.seen.complete() {
-                        return Ok(());
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-    .await;
-    if let Err(e) = result {
-        if let Ok(mut t) = tally.lock() {
-            t.error = Some(format!("{e:#}"));
-        }
-        return;
-    }
-    conn.close().await;
-}
-
-/// Per-run totals over the subscribers.
-#[derive(Default)]
-struct Totals {
-    lost: u64,
-    /// Lost on subscribers the server did not close and that had no error.
-    lost_unexplained: u64,
-    duplicated: u64,
-    out_of_range: u64,
-    closes: BTreeMap<u16, u64>,
-    errors: u64,
-    first_error: Option<String>,
-    complete: u64,
-}
-
-fn totals(tallies: &[Arc<Mutex<Tally>>]) -> anyhow::Result<Totals> {
-    let mut t = Totals::default();
-    for tally in tallies {
-        let s = lock(tally)?;
-        t.lost += s.seen.lost();
-        t.duplicated += s.seen.duplicated();
-        t.out_of_range += s.seen.out_of_range();
-        if s.seen.complete() {
-            t.complete += 1;
-        }
-        if let Some(code) = s.closed {
-            *t.closes.entry(code).or_default() += 1;
-        }
-        if let Some(e) = &s.error {
-            t.errors += 1;
-            t.first_error.get_or_insert_with(|| e.clone());
-        }
-        if s.closed.is_none() && s.error.is_none() {
-            t.lost_unexplained += s.seen.lost();
-        }
-    }
-    Ok(t)
 }
 
 pub async fn run(plan: Plan, common: Common) -> anyhow::Result<Summary> {
