@@ -65,6 +65,13 @@ impl Daemon {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        // Two runtime workers per daemon (the daemon leaves `worker_threads`
+        // unset, so tokio reads this): dozens of daemons run at once, and one
+        // worker per core each makes their timers jitter. A value in the
+        // test's own environment, or in `env`, wins.
+        if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+            cmd.env("TOKIO_WORKER_THREADS", "2");
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
