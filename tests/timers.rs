@@ -6,6 +6,7 @@
 mod common;
 use common::*;
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -38,9 +39,18 @@ async fn expect_close_and_reply(ws: &mut Ws) -> (u16, String) {
     got
 }
 
+/// The idle timeout in `idle_timeout_closes_...`: six times the pause
+/// between the active client's messages, so that either process may stall
+/// for half a second without the active one looking idle.
+const IDLE: Duration = Duration::from_millis(600);
+
 #[tokio::test]
 async fn idle_timeout_closes_a_silent_client_with_4003_but_not_an_active_one() {
-    let d = Daemon::start(&echo_route("idle_timeout = \"300ms\"\n")).await;
+    let d = Daemon::start(&echo_route(&format!(
+        "idle_timeout = \"{}ms\"\n",
+        IDLE.as_millis()
+    )))
+    .await;
     let started = Instant::now();
     let mut silent = d.connect("/ws/echo").await;
     let mut active = d.connect("/ws/echo").await;
@@ -50,22 +60,19 @@ async fn idle_timeout_closes_a_silent_client_with_4003_but_not_an_active_one() {
         (code, reason, started.elapsed())
     };
     let active_side = async {
-        // Every 100 ms for 600 ms: twice the idle timeout in all.
-        for i in 0..6 {
+        // Every 100 ms for 1200 ms: twice the idle timeout in all.
+        for i in 0..12 {
             tokio::time::sleep(Duration::from_millis(100)).await;
             echo(&mut active, &format!("tick {i}")).await;
         }
     };
     let ((code, reason, after), ()) = tokio::join!(silent_side, active_side);
     assert_eq!(code, 4003, "{reason}");
-    assert!(
-        after >= Duration::from_millis(300),
-        "closed after {after:?}"
-    );
+    assert!(after >= IDLE, "closed after {after:?}");
     d.wait_metric("wsgate_closes_total{code=\"4003\"}", 1.0)
         .await;
 
-    // Still open and still served, after 600 ms of activity.
+    // Still open and still served, after 1200 ms of activity.
     echo(&mut active, "still here").await;
     assert_eq!(d.metric("wsgate_closes_total{code=\"4003\"}").await, 1.0);
 
@@ -73,41 +80,59 @@ async fn idle_timeout_closes_a_silent_client_with_4003_but_not_an_active_one() {
     let last = Instant::now();
     let (code, _) = expect_close_and_reply(&mut active).await;
     assert_eq!(code, 4003);
-    assert!(last.elapsed() >= Duration::from_millis(300));
+    assert!(last.elapsed() >= IDLE);
     d.wait_metric("wsgate_closes_total{code=\"4003\"}", 2.0)
         .await;
 }
 
+/// Reads `ws` until `stop` is done, answering its pings (the pong goes out
+/// on the next read); anything but a ping is a failure. Returns how many
+/// pings came, and what `stop` gave.
+async fn answer_pings_until<T>(ws: &mut Ws, stop: impl Future<Output = T>) -> (usize, T) {
+    tokio::pin!(stop);
+    let mut pings = 0;
+    loop {
+        tokio::select! {
+            out = &mut stop => return (pings, out),
+            msg = ws.next() => match msg {
+                Some(Ok(Message::Ping(_))) => pings += 1,
+                other => panic!("expected only pings, got {other:?}"),
+            },
+        }
+    }
+}
+
+const PING_INTERVAL: Duration = Duration::from_millis(100);
+/// Six ping intervals: a stall of either process that delays a pong by
+/// half a second does not make the live client look deaf.
+const PONG_TIMEOUT: Duration = Duration::from_millis(600);
+
 #[tokio::test]
 async fn pong_timeout_closes_a_client_that_never_reads_with_4004() {
-    let d = Daemon::start(&echo_route(
-        "ping_interval = \"100ms\"\npong_timeout = \"200ms\"\n",
-    ))
+    let d = Daemon::start(&echo_route(&format!(
+        "ping_interval = \"{}ms\"\npong_timeout = \"{}ms\"\n",
+        PING_INTERVAL.as_millis(),
+        PONG_TIMEOUT.as_millis()
+    )))
     .await;
     let mut deaf = d.connect("/ws/echo").await;
     let mut live = d.connect("/ws/echo").await;
 
     let deaf_side = async {
-        // Not reading means tokio-tungstenite answers no ping.
-        tokio::time::sleep(Duration::from_millis(600)).await;
+        // Not reading means tokio-tungstenite answers no ping: it is read
+        // only once the daemon has closed a connection with 4004.
+        d.wait_metric("wsgate_closes_total{code=\"4004\"}", 1.0)
+            .await;
         expect_close(&mut deaf).await
     };
-    let live_side = async {
-        // Reading answers each ping (the pong goes out on the next read).
-        let until = tokio::time::Instant::now() + Duration::from_millis(800);
-        let mut pings = 0;
-        loop {
-            match tokio::time::timeout_at(until, live.next()).await {
-                Err(_) => break,
-                Ok(Some(Ok(Message::Ping(_)))) => pings += 1,
-                Ok(other) => panic!("expected only pings, got {other:?}"),
-            }
-        }
-        pings
-    };
-    let ((code, reason), pings) = tokio::join!(deaf_side, live_side);
+    // The live one answers every ping until the deaf one is closed, and
+    // then for as long again as the deaf one had for its first ping.
+    let (before, (code, reason)) = answer_pings_until(&mut live, deaf_side).await;
+    let (after, ()) =
+        answer_pings_until(&mut live, tokio::time::sleep(PING_INTERVAL + PONG_TIMEOUT)).await;
+    let pings = before + after;
     assert_eq!(code, 4004, "{reason}");
-    assert!(pings >= 3, "only {pings} pings in 800 ms");
+    assert!(pings >= 3, "only {pings} pings");
     d.wait_metric("wsgate_closes_total{code=\"4004\"}", 1.0)
         .await;
 
@@ -115,9 +140,17 @@ async fn pong_timeout_closes_a_client_that_never_reads_with_4004() {
     assert_eq!(d.metric("wsgate_closes_total{code=\"4004\"}").await, 1.0);
 }
 
+/// The lifetime in `max_lifetime_closes_...`: the two messages 100 ms apart
+/// are done long before it ends, even if either process stalls.
+const LIFETIME: Duration = Duration::from_millis(600);
+
 #[tokio::test]
 async fn max_lifetime_closes_even_an_active_client_with_4005() {
-    let d = Daemon::start(&echo_route("max_lifetime = \"300ms\"\n")).await;
+    let d = Daemon::start(&echo_route(&format!(
+        "max_lifetime = \"{}ms\"\n",
+        LIFETIME.as_millis()
+    )))
+    .await;
     let started = Instant::now();
     let mut ws = d.connect("/ws/echo").await;
     for i in 0..2 {
@@ -126,7 +159,7 @@ async fn max_lifetime_closes_even_an_active_client_with_4005() {
     }
     let (code, reason) = expect_close_and_reply(&mut ws).await;
     assert_eq!(code, 4005, "{reason}");
-    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert!(started.elapsed() >= LIFETIME);
     d.wait_metric("wsgate_closes_total{code=\"4005\"}", 1.0)
         .await;
 }
