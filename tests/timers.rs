@@ -226,11 +226,47 @@ async fn rate_limit_close_closes_with_1008() {
     );
 }
 
-const PUBLISHES: usize = 300;
+/// The padding in each publication.
+const PAD: usize = 32 * 1024;
+/// The slow consumer's receive buffer (`SO_RCVBUF`, which the kernel
+/// doubles and then leaves alone): small and fixed, so what it holds
+/// unread does not depend on the host's `tcp_rmem`.
+const SLOW_RECV_BUFFER: u32 = 64 * 1024;
+/// Publications after the one that no longer reached the slow consumer;
+/// the reader gets these too.
+const AFTER_THE_CUT: usize = 20;
 
-/// A publication's data: its sequence number and ~32 KiB of padding.
-fn payload(seq: usize) -> serde_json::Value {
-    json!({"seq": seq, "pad": "x".repeat(32 * 1024)})
+/// How many publications the slow consumer must be cut off within. The
+/// daemon's side of its connection is the larger buffer: the kernel grows
+/// a socket's send buffer up to `tcp_wmem`'s maximum (4 MiB by default,
+/// 16 MiB or more on tuned hosts), which holds that many bytes of
+/// publications before the send queue (8) fills. Twice all the buffers,
+/// and never fewer than 512 (16 MiB).
+fn max_publishes() -> usize {
+    let wmem_max = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(2)?.parse::<usize>().ok())
+        .unwrap_or(16 << 20);
+    let slow_recv = 2 * SLOW_RECV_BUFFER as usize;
+    (2 * (wmem_max + slow_recv) / PAD).max(512)
+}
+
+/// A publication's data: its sequence number, whether it is the last one,
+/// and ~32 KiB of padding.
+fn payload(seq: usize, last: bool) -> serde_json::Value {
+    json!({"seq": seq, "last": last, "pad": "x".repeat(PAD)})
+}
+
+/// Publishes one payload on topic `t`; returns how many subscribers took it.
+async fn publish(d: &Daemon, seq: usize, last: bool) -> u64 {
+    let auth = [
+        ("Authorization", "Bearer k"),
+        ("Content-Type", "application/json"),
+    ];
+    let body = json!({"topic": "t", "data": payload(seq, last)}).to_string();
+    let resp = d.http("POST", "/api/publish", &auth, &body).await;
+    assert_eq!(resp.status, 200, "publish {seq}: {}", resp.body);
+    resp.json()["delivered"].as_u64().expect("delivered")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -240,46 +276,62 @@ async fn slow_consumer_is_closed_with_4002_and_the_reader_gets_everything() {
     )
     .await;
     let mut reader = d.connect("/ws").await;
-    let mut slow = d.connect("/ws").await;
+    let mut slow = d.connect_with_recv_buffer("/ws", SLOW_RECV_BUFFER).await;
     for ws in [&mut reader, &mut slow] {
         send_json(ws, json!({"type": "subscribe", "topics": ["t"]})).await;
         recv_type(ws, "subscribed").await;
     }
 
+    // The reader reads everything, up to the publication marked last.
     let reading = tokio::spawn(async move {
         let mut seen = 0;
-        while seen < PUBLISHES {
+        loop {
             let v = recv_json(&mut reader).await;
             assert_eq!(v["type"], "message", "{v}");
             assert_eq!(v["topic"], "t");
             assert_eq!(v["data"]["seq"], seen, "out of order");
-            assert_eq!(v["data"]["pad"].as_str().map(str::len), Some(32 * 1024));
+            assert_eq!(v["data"]["pad"].as_str().map(str::len), Some(PAD));
             seen += 1;
+            if v["data"]["last"] == true {
+                break;
+            }
         }
         (reader, seen)
     });
 
-    let auth = [
-        ("Authorization", "Bearer k"),
-        ("Content-Type", "application/json"),
-    ];
+    // The slow one never reads: once the socket buffers between it and the
+    // daemon are full, its send queue fills, and a publication reaches
+    // only the reader. Publish until then, however large the host's
+    // buffers, and a few more.
+    let max = max_publishes();
     let mut delivered = 0;
-    for seq in 0..PUBLISHES {
-        let body = json!({"topic": "t", "data": payload(seq)}).to_string();
-        let resp = d.http("POST", "/api/publish", &auth, &body).await;
-        assert_eq!(resp.status, 200, "publish {seq}: {}", resp.body);
-        delivered += resp.json()["delivered"].as_u64().expect("delivered");
+    let mut published = 0;
+    loop {
+        assert!(
+            published < max,
+            "the slow one took all {delivered} of {published}"
+        );
+        let took = publish(&d, published, false).await;
+        delivered += took;
+        published += 1;
+        if took < 2 {
+            break;
+        }
+    }
+    for i in 1..=AFTER_THE_CUT {
+        delivered += publish(&d, published, i == AFTER_THE_CUT).await;
+        published += 1;
     }
     let (mut reader, seen) = tokio::time::timeout(PATIENCE, reading)
         .await
         .expect("reader in time")
         .expect("reader task");
-    assert_eq!(seen, PUBLISHES);
+    assert_eq!(seen, published);
     assert!(
-        delivered < 2 * PUBLISHES as u64,
+        delivered < 2 * published as u64,
         "the slow one took all {delivered}"
     );
-    assert!(delivered > PUBLISHES as u64, "the slow one took none");
+    assert!(delivered > published as u64, "the slow one took none");
 
     let (code, reason) = expect_close(&mut slow).await;
     assert_eq!(code, 4002, "{reason}");

@@ -152,6 +152,27 @@ impl Daemon {
             .unwrap_or_else(|(status, body)| panic!("connect {path}: refused {status}: {body}"))
     }
 
+    /// Connects a WebSocket client whose socket asks for a receive buffer of
+    /// `bytes` (`SO_RCVBUF`, set before connecting, so the window is sized
+    /// from it). A buffer set this way is no longer grown by the kernel: what
+    /// a client that never reads can hold does not depend on the host's
+    /// `net.ipv4.tcp_rmem`.
+    pub async fn connect_with_recv_buffer(&self, path: &str, bytes: u32) -> Ws {
+        let socket = if self.addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()
+        } else {
+            tokio::net::TcpSocket::new_v6()
+        }
+        .expect("socket");
+        socket.set_recv_buffer_size(bytes).expect("SO_RCVBUF");
+        let stream = socket.connect(self.addr).await.expect("connect");
+        let (ws, _) =
+            tokio_tungstenite::client_async(self.url(path), MaybeTlsStream::Plain(stream))
+                .await
+                .unwrap_or_else(|e| panic!("connect {path}: {e}"));
+        ws
+    }
+
     /// Connects with extra headers; a refusal gives its status and body.
     pub async fn try_connect(
         &self,
