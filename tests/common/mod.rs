@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -284,6 +284,49 @@ impl Daemon {
             n,
         )
         .await
+    }
+
+    /// One admin request over the admin socket (one JSON line each way);
+    /// it must succeed. Returns its `result`.
+    pub async fn admin(&self, request: Value) -> Value {
+        let stream = tokio::net::UnixStream::connect(self.admin_socket())
+            .await
+            .unwrap_or_else(|e| panic!("connect {}: {e}", self.admin_socket().display()));
+        let (read, mut write) = stream.into_split();
+        write
+            .write_all(format!("{request}\n").as_bytes())
+            .await
+            .expect("write to the admin socket");
+        let mut lines = tokio::io::BufReader::new(read).lines();
+        let line = tokio::time::timeout(PATIENCE, lines.next_line())
+            .await
+            .expect("an admin answer in time")
+            .expect("read from the admin socket")
+            .expect("an admin answer");
+        let answer: Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert_eq!(answer["ok"], true, "{request} -> {answer}");
+        answer["result"].clone()
+    }
+
+    /// Waits until the admin `stats.last_reload` is one `recorded` holds
+    /// for (the reload counter moves just before it is recorded); returns it.
+    pub async fn wait_last_reload(&self, recorded: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let stats = self
+                .admin(serde_json::json!({"id": "stats", "cmd": "stats"}))
+                .await;
+            let last = &stats["last_reload"];
+            if recorded(last) {
+                return last.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "stats.last_reload is still {last}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Sends a signal to the daemon.
