@@ -535,6 +535,14 @@ async fn evict_by_topic_route_and_ip() {
     assert_eq!(a.stats().await["closes"]["4000"], 4);
 }
 
+/// The `min_idle_s` and `min_age_s` in `evict_by_idle_time_and_by_age`.
+/// The sleep that makes the old connections reach it is a bound from below,
+/// so only the fresh side races: the active connection's last message and
+/// the young connection are a few round trips old when the filters are
+/// applied, and either process may stall for half a second before that
+/// counts as old.
+const OLD_S: f64 = 0.5;
+
 #[tokio::test]
 async fn evict_by_idle_time_and_by_age() {
     let d = Daemon::start("").await;
@@ -543,20 +551,21 @@ async fn evict_by_idle_time_and_by_age() {
     let mut active = d.connect("/ws/echo").await;
     let ids = a.ids(json!({"route": "/ws/echo"})).await;
     let (idle_id, active_id) = (ids[0], ids[1]);
-    // Let idle time and age accumulate (the only way to get them).
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // Let idle time and age accumulate (the only way to get them), to a
+    // little more than `OLD_S`.
+    tokio::time::sleep(Duration::from_secs_f64(OLD_S + 0.1)).await;
     echo_round_trip(&mut active, "busy").await;
     let mut young = d.connect("/ws/echo").await;
 
     let r = a
-        .ok(json!({"id": 1, "cmd": "evict", "filter": {"min_idle_s": 1.0}, "reason": "idle"}))
+        .ok(json!({"id": 1, "cmd": "evict", "filter": {"min_idle_s": OLD_S}, "reason": "idle"}))
         .await;
     assert_eq!(r, json!({"evicted": 1, "ids": [idle_id]}));
     expect_evicted(idle, "idle").await;
     echo_round_trip(&mut active, "still here").await;
 
     let r = a
-        .ok(json!({"id": 2, "cmd": "evict", "filter": {"min_age_s": 1.0}, "reason": "old"}))
+        .ok(json!({"id": 2, "cmd": "evict", "filter": {"min_age_s": OLD_S}, "reason": "old"}))
         .await;
     assert_eq!(r, json!({"evicted": 1, "ids": [active_id]}));
     expect_evicted(active, "old").await;

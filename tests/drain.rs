@@ -32,6 +32,7 @@ async fn sigterm_drains_every_connection_and_exits_zero() {
     let deadline = Instant::now() + PATIENCE;
     while d.http("GET", "/readyz", &[], "").await.status != 503 {
         assert!(Instant::now() < deadline, "/readyz never turned 503");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let (status, body) = d.refused("/ws/echo", &[]).await;
     assert_eq!(status, 503);

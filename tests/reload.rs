@@ -6,9 +6,14 @@ mod common;
 
 use common::*;
 use futures_util::SinkExt;
+use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
-const BASE: &str = "[server]\nreload_debounce = \"20ms\"\n";
+/// The watcher reloads once the directory has been quiet for
+/// `reload_debounce`. `write_config` truncates the file and then writes it,
+/// so a debounce shorter than a stall of the test between those two calls
+/// would load an empty file: 200 ms, not 20.
+const BASE: &str = "[server]\nreload_debounce = \"200ms\"\n";
 
 fn with_ip_cap(n: usize) -> String {
     format!("{BASE}[limits]\nmax_connections_per_ip = {n}\n")
@@ -28,6 +33,12 @@ async fn lowering_and_raising_a_cap_applies_to_new_connections_only() {
 
     d.write_config(&with_ip_cap(1));
     d.wait_reloads("ok", 1.0).await;
+    let last = d.wait_last_reload(|r| !r.is_null()).await;
+    assert_eq!(
+        (&last["ok"], &last["origin"], &last["restart_required"]),
+        (&json!(true), &json!("file change"), &json!([])),
+        "{last}"
+    );
     let (status, body) = d.refused("/ws/echo", &[]).await;
     assert_eq!(status, 429, "{body}");
     still_open(&mut a).await;
@@ -52,6 +63,14 @@ async fn broken_edits_change_nothing_and_a_later_valid_edit_applies() {
     // Line 5: the harness puts `listen` under `[server]`.
     d.wait_log(&["reload refused", "wsgate.toml:5:26: extra `=`"])
         .await;
+    let first = d.wait_last_reload(|r| !r.is_null()).await;
+    assert_eq!(first["ok"], false, "{first}");
+    assert!(
+        first["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("wsgate.toml:5:26")),
+        "{first}"
+    );
     assert_eq!(
         d.refused("/ws/echo", &[]).await.0,
         429,
@@ -66,6 +85,14 @@ async fn broken_edits_change_nothing_and_a_later_valid_edit_applies() {
         "limits.max_connections_per_ip: must be at least 1",
     ])
     .await;
+    let second = d.wait_last_reload(|r| r["error"] != first["error"]).await;
+    assert_eq!(second["ok"], false, "{second}");
+    assert!(
+        second["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("limits.max_connections_per_ip: must be at least 1")),
+        "{second}"
+    );
     assert_eq!(
         d.refused("/ws/echo", &[]).await.0,
         429,
@@ -97,13 +124,19 @@ async fn sighup_reloads() {
     d.signal("HUP");
     d.wait_reloads("ok", 1.0).await;
     d.wait_log(&["config reloaded", "SIGHUP"]).await;
+    let last = d.wait_last_reload(|r| !r.is_null()).await;
+    assert_eq!(
+        (&last["ok"], &last["origin"]),
+        (&json!(true), &json!("SIGHUP")),
+        "{last}"
+    );
     assert_eq!(d.refused("/ws/echo", &[]).await.0, 429);
 }
 
 #[tokio::test]
 async fn removed_route_closes_its_connections_with_1001() {
     let two = concat!(
-        "[server]\nreload_debounce = \"20ms\"\n",
+        "[server]\nreload_debounce = \"200ms\"\n",
         "[[routes]]\npath = \"/a\"\nrouter = \"echo\"\n",
         "[[routes]]\npath = \"/b\"\nrouter = \"echo\"\n",
     );
@@ -111,7 +144,7 @@ async fn removed_route_closes_its_connections_with_1001() {
     let mut a = d.connect("/a").await;
     let mut b = d.connect("/b").await;
     d.write_config(
-        "[server]\nreload_debounce = \"20ms\"\n[[routes]]\npath = \"/a\"\nrouter = \"echo\"\n",
+        "[server]\nreload_debounce = \"200ms\"\n[[routes]]\npath = \"/a\"\nrouter = \"echo\"\n",
     );
     let (code, reason) = expect_close(&mut b).await;
     assert_eq!((code, reason.as_str()), (1001, "route removed"));
@@ -153,11 +186,20 @@ async fn listen_change_is_reported_as_restart_required() {
     // The harness always writes port 0; name another address instead.
     std::fs::write(
         &d.config_path,
-        "[server]\nlisten = \"127.0.0.1:1\"\nreload_debounce = \"20ms\"\n",
+        "[server]\nlisten = \"127.0.0.1:1\"\nreload_debounce = \"200ms\"\n",
     )
     .expect("write");
     d.wait_reloads("ok", 1.0).await;
     d.wait_log(&["restart required", "server.listen"]).await;
+    let last = d.wait_last_reload(|r| !r.is_null()).await;
+    assert_eq!(last["ok"], true, "{last}");
+    let restart = last["restart_required"].as_array().expect("a list");
+    assert!(
+        restart
+            .iter()
+            .any(|k| k.as_str().is_some_and(|k| k.starts_with("server.listen"))),
+        "{last}"
+    );
     // Still serving on the old address.
     let _ws = d.connect("/ws/echo").await;
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -65,6 +65,13 @@ impl Daemon {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        // Two runtime workers per daemon (the daemon leaves `worker_threads`
+        // unset, so tokio reads this): dozens of daemons run at once, and one
+        // worker per core each makes their timers jitter. A value in the
+        // test's own environment, or in `env`, wins.
+        if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+            cmd.env("TOKIO_WORKER_THREADS", "2");
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -143,6 +150,27 @@ impl Daemon {
         self.try_connect(path, &[])
             .await
             .unwrap_or_else(|(status, body)| panic!("connect {path}: refused {status}: {body}"))
+    }
+
+    /// Connects a WebSocket client whose socket asks for a receive buffer of
+    /// `bytes` (`SO_RCVBUF`, set before connecting, so the window is sized
+    /// from it). A buffer set this way is no longer grown by the kernel: what
+    /// a client that never reads can hold does not depend on the host's
+    /// `net.ipv4.tcp_rmem`.
+    pub async fn connect_with_recv_buffer(&self, path: &str, bytes: u32) -> Ws {
+        let socket = if self.addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()
+        } else {
+            tokio::net::TcpSocket::new_v6()
+        }
+        .expect("socket");
+        socket.set_recv_buffer_size(bytes).expect("SO_RCVBUF");
+        let stream = socket.connect(self.addr).await.expect("connect");
+        let (ws, _) =
+            tokio_tungstenite::client_async(self.url(path), MaybeTlsStream::Plain(stream))
+                .await
+                .unwrap_or_else(|e| panic!("connect {path}: {e}"));
+        ws
     }
 
     /// Connects with extra headers; a refusal gives its status and body.
@@ -256,6 +284,49 @@ impl Daemon {
             n,
         )
         .await
+    }
+
+    /// One admin request over the admin socket (one JSON line each way);
+    /// it must succeed. Returns its `result`.
+    pub async fn admin(&self, request: Value) -> Value {
+        let stream = tokio::net::UnixStream::connect(self.admin_socket())
+            .await
+            .unwrap_or_else(|e| panic!("connect {}: {e}", self.admin_socket().display()));
+        let (read, mut write) = stream.into_split();
+        write
+            .write_all(format!("{request}\n").as_bytes())
+            .await
+            .expect("write to the admin socket");
+        let mut lines = tokio::io::BufReader::new(read).lines();
+        let line = tokio::time::timeout(PATIENCE, lines.next_line())
+            .await
+            .expect("an admin answer in time")
+            .expect("read from the admin socket")
+            .expect("an admin answer");
+        let answer: Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert_eq!(answer["ok"], true, "{request} -> {answer}");
+        answer["result"].clone()
+    }
+
+    /// Waits until the admin `stats.last_reload` is one `recorded` holds
+    /// for (the reload counter moves just before it is recorded); returns it.
+    pub async fn wait_last_reload(&self, recorded: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let stats = self
+                .admin(serde_json::json!({"id": "stats", "cmd": "stats"}))
+                .await;
+            let last = &stats["last_reload"];
+            if recorded(last) {
+                return last.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "stats.last_reload is still {last}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Sends a signal to the daemon.
