@@ -22,8 +22,9 @@ use crate::daemon::Daemon;
 use crate::metrics::ResultLabel;
 use crate::registry::{Conn, ConnId};
 
-/// What a reload did (or, dry, would do).
-#[derive(Debug, Clone, Serialize)]
+/// What a reload did (or, dry, would do); the admin `reload` answers it as
+/// `admin::protocol::ReloadResult` (`admin::view::reload_result`).
+#[derive(Debug, Clone)]
 pub struct Report {
     pub dry_run: bool,
     pub changes: Changes,
@@ -35,7 +36,7 @@ pub struct Report {
 }
 
 /// A connection over a cap after a reload.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Overage {
     pub id: ConnId,
     pub route: String,

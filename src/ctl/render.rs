@@ -1,111 +1,19 @@
-//! `wsgate ctl`: a one-shot client of the admin socket, for people (tables)
-//! and scripts (`--json`).
+//! How `wsgate ctl` shows each result: tables and text for people, and
+//! pretty JSON for `--json`.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use serde::Serialize;
+use wsgate::admin::protocol::{
+    ConfigResult, ConnDetail, ConnRow, Event, EvictPreview, EvictResult, ReloadResult, Stats,
+};
 
-use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::UnixStream;
-
-use super::protocol::{Command, ConnDetail, ConnRow, ErrorBody, Event, Request, Response, Stats};
-
-/// A connection to the admin socket.
-pub struct Client {
-    lines: tokio::io::Lines<BufReader<OwnedReadHalf>>,
-    write: OwnedWriteHalf,
-    next_id: u64,
+/// A result as the daemon sent it, pretty-printed: through a JSON value, as
+/// the daemon serialises it, so that the keys come out sorted the same way.
+pub fn pretty<T: Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .and_then(|v| serde_json::to_string_pretty(&v))
+        .unwrap_or_default()
+        + "\n"
 }
-
-/// Why a request failed.
-#[derive(Debug, thiserror::Error)]
-pub enum CtlError {
-    #[error("cannot reach the admin socket {path}")]
-    Connect {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("admin socket")]
-    Io(#[from] std::io::Error),
-    #[error("{}: {}", .0.code, .0.message)]
-    Daemon(ErrorBody),
-    #[error("the daemon closed the connection")]
-    Closed,
-    #[error("unreadable answer: {0}")]
-    Protocol(String),
-}
-
-impl Client {
-    pub async fn connect(path: &Path) -> Result<Self, CtlError> {
-        let stream = UnixStream::connect(path)
-            .await
-            .map_err(|source| CtlError::Connect {
-                path: path.display().to_string(),
-                source,
-            })?;
-        let (read, write) = stream.into_split();
-        Ok(Self {
-            lines: BufReader::new(read).lines(),
-            write,
-            next_id: 1,
-        })
-    }
-
-    /// Sends one command and returns its result.
-    pub async fn call(&mut self, command: Command) -> Result<Value, CtlError> {
-        let id = self.next_id;
-        self.next_id += 1;
-        let mut line = serde_json::to_string(&Request {
-            id: Some(Value::from(id)),
-            command,
-        })
-        .map_err(|e| CtlError::Protocol(e.to_string()))?;
-        line.push('\n');
-        // A refusal may already be waiting when the write fails (the daemon
-        // answers a refused peer at once): read it before giving up.
-        let written = self.write.write_all(line.as_bytes()).await;
-        let answer = match (written, self.next_line().await) {
-            (_, Ok(answer)) => answer,
-            (Err(e), Err(_)) => return Err(e.into()),
-            (Ok(()), Err(e)) => return Err(e),
-        };
-        let response: Response =
-            serde_json::from_str(&answer).map_err(|e| CtlError::Protocol(e.to_string()))?;
-        match (response.ok, response.result, response.error) {
-            (true, Some(result), _) => Ok(result),
-            (_, _, Some(error)) => Err(CtlError::Daemon(error)),
-            _ => Err(CtlError::Protocol(answer)),
-        }
-    }
-
-    /// The next line from the daemon (for `watch` streams).
-    pub async fn next_line(&mut self) -> Result<String, CtlError> {
-        self.lines.next_line().await?.ok_or(CtlError::Closed)
-    }
-}
-
-/// The admin socket to use: `--socket`, else the one named by the config
-/// (`-c`, else `etc/wsgate.toml` if present, else the built-in default).
-pub fn socket_path(socket: Option<PathBuf>, config: Option<&Path>) -> anyhow::Result<PathBuf> {
-    if let Some(s) = socket {
-        return Ok(s);
-    }
-    let default = Path::new(crate::DEFAULT_CONFIG);
-    let config = config.or_else(|| default.exists().then_some(default));
-    let parsed = match config {
-        Some(path) => crate::config::load::Source::read(path)
-            .and_then(|s| s.parse())
-            .map_err(|e| anyhow::anyhow!("{e}"))?,
-        None => crate::config::Config::default(),
-    };
-    crate::config::settings::admin_socket_path(&parsed)
-        .ok_or_else(|| anyhow::anyhow!("the admin socket is turned off in this config"))
-}
-
-// ---------------------------------------------------------------------------
-// Rendering
-// ---------------------------------------------------------------------------
 
 /// Seconds as `1h2m`, `3m4s`, `5.1s`.
 pub fn span(secs: f64) -> String {
@@ -330,15 +238,63 @@ pub fn event_text(e: &Event) -> String {
     }
 }
 
-/// Prints a result: JSON as is, or through a renderer.
-pub fn print(json: bool, value: &Value, render: impl FnOnce(&Value) -> Option<String>) {
-    let text = if json {
-        serde_json::to_string_pretty(value).unwrap_or_default() + "\n"
+/// `evict --dry-run`.
+pub fn preview_text(p: &EvictPreview) -> String {
+    format!(
+        "would evict {} connection(s)\n{}",
+        p.connections.len(),
+        connections_table(&p.connections)
+    )
+}
+
+pub fn evicted_text(r: &EvictResult) -> String {
+    format!("evicted {} connection(s)\n", r.evicted)
+}
+
+/// The config as TOML (as JSON if TOML cannot hold it).
+pub fn config_text(c: &ConfigResult) -> String {
+    toml::to_string_pretty(c).unwrap_or_else(|_| pretty(c))
+}
+
+/// What a reload changed (or, dry, would change), one line each.
+pub fn reload_text(r: &ReloadResult) -> String {
+    let dry_run = r.dry_run;
+    let mut out = String::from(if dry_run {
+        "dry run: nothing changed\n"
     } else {
-        render(value)
-            .unwrap_or_else(|| serde_json::to_string_pretty(value).unwrap_or_default() + "\n")
-    };
-    let _ = std::io::stdout().write_all(text.as_bytes());
+        "reloaded\n"
+    });
+    let c = &r.changes;
+    if c.is_empty() {
+        out.push_str("no changes\n");
+    }
+    for key in &c.applied {
+        out.push_str(&format!("  applies live: {key}\n"));
+    }
+    for key in &c.restart_required {
+        out.push_str(&format!("  needs a restart: {key}\n"));
+    }
+    let closing = r.over_cap.iter().filter(|o| o.closes).count();
+    let staying = r.over_cap.len() - closing;
+    let removed = r.on_removed_routes;
+    let verb = if dry_run { "would close" } else { "closing" };
+    if closing > 0 {
+        out.push_str(&format!(
+            "  {verb} {closing} connection(s) over a tightened cap (4006)\n"
+        ));
+    }
+    if staying > 0 {
+        let stay = if dry_run { "would stay" } else { "staying" };
+        out.push_str(&format!(
+            "  {staying} connection(s) over a tightened cap {stay} open (enforce_on_reload is off)\n"
+        ));
+    }
+    if removed > 0 {
+        out.push_str(&format!(
+            "  {verb} {removed} connection(s) on removed routes (1001)\n"
+        ));
+    }
+    out
 }
 
 #[cfg(test)]
