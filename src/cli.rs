@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::Subcommand;
-use wsgate::admin::protocol::{Filter, SortKey};
+use wsgate_admin_proto::{Filter, SortKey};
 
 #[derive(clap::Args)]
 pub struct CtlArgs {

@@ -1,11 +1,7 @@
-//! The `wsgate` command: wiring only. It parses the command line, hands
-//! each subcommand to its module (`serve`, `ctl`, the library's `bench`)
-//! and maps errors to exit codes.
-//!
-//! `cli`, `ctl` and `serve` are modules of the binary, not of the library:
-//! they are the process's edge (clap, stdout, the global log subscriber,
-//! building a runtime, `anyhow`), and nothing else calls them; tests run
-//! the binary.
+//! The `wsgate` command: wiring only. It parses the command line, hands each
+//! subcommand to its module and maps errors to exit codes. `cli`, `ctl` and
+//! `serve` are modules of the binary, not of the library: they are the
+//! process's edge (clap, stdout, the log subscriber, a runtime, `anyhow`).
 
 mod cli;
 mod ctl;

@@ -12,8 +12,8 @@ use wsgate::{admin, control, signals, systemd};
 
 use crate::cli;
 
-/// The target of this module's log lines: the binary's, as before the
-/// start-up moved out of main.rs (docs/config.md shows `wsgate: stopped`).
+/// The target of the start-up log lines: the binary's (`wsgate: listening
+/// on ...`, `wsgate: stopped`, as docs/config.md shows them).
 const LOG: &str = "wsgate";
 
 /// Control commands waiting for the control loop (signals, file changes,

@@ -53,6 +53,7 @@ pub async fn start(
         control: control.clone(),
     });
     tokio::spawn(socket::serve(listener, access, service));
-    tracing::info!(path = %path.display(), "admin socket ready");
+    // Logged as one of the start-up lines, under the binary's target.
+    tracing::info!(target: "wsgate", path = %path.display(), "admin socket ready");
     Ok(Some(file))
 }

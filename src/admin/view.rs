@@ -217,3 +217,50 @@ pub fn reload_result(report: Report) -> ReloadResult {
         on_removed_routes: report.on_removed_routes,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reload::Overage as Over;
+
+    #[test]
+    fn a_reload_report_becomes_its_result_field_by_field() {
+        let report = Report {
+            dry_run: true,
+            changes: diff::Changes {
+                applied: vec!["limits.send_queue: 1024 -> 8".into()],
+                restart_required: vec!["server.listen".into()],
+                routes_added: vec!["/new".into()],
+                routes_removed: vec!["/old".into()],
+                routes_changed: vec!["/ws".into()],
+            },
+            over_cap: vec![Over {
+                id: 7,
+                route: "/ws".into(),
+                cap: "user",
+                closes: false,
+            }],
+            on_removed_routes: 3,
+        };
+        assert_eq!(
+            reload_result(report),
+            ReloadResult {
+                dry_run: true,
+                changes: Changes {
+                    applied: vec!["limits.send_queue: 1024 -> 8".into()],
+                    restart_required: vec!["server.listen".into()],
+                    routes_added: vec!["/new".into()],
+                    routes_removed: vec!["/old".into()],
+                    routes_changed: vec!["/ws".into()],
+                },
+                over_cap: vec![Overage {
+                    id: 7,
+                    route: "/ws".into(),
+                    cap: "user".into(),
+                    closes: false,
+                }],
+                on_removed_routes: 3,
+            }
+        );
+    }
+}

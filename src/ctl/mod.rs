@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use serde::Serialize;
-use wsgate::admin::protocol::{Client, ClientError, Eviction};
 use wsgate::config::{load::Source, settings::admin_socket_path, Config};
+use wsgate_admin_proto::{Client, ClientError, Eviction};
 
 use crate::cli::{self, CtlArgs, CtlCommand};
 

@@ -2,7 +2,7 @@
 //! pretty JSON for `--json`.
 
 use serde::Serialize;
-use wsgate::admin::protocol::{
+use wsgate_admin_proto::{
     ConfigResult, ConnDetail, ConnRow, Event, EvictPreview, EvictResult, ReloadResult, Stats,
 };
 
@@ -313,5 +313,86 @@ mod tests {
     fn tables_align() {
         let t = table(&["A", "LONG"], &[vec!["xyz".into(), "1".into()]]);
         assert_eq!(t, "A    LONG\nxyz  1\n");
+    }
+
+    const ROW: &str = r#"{"age_s":330.323028442,"bytes_in":56,"bytes_out":171,"connected_at":"2026-11-22T07:13:14.629Z","id":1,"idle_s":5.25,"ip":"10.1.2.3","msgs_in":1,"msgs_out":3,"queue":0,"route":"/ws","rtt_ms":0.229,"subscriptions":2,"user":"alice"}"#;
+    const ANON: &str = r#"{"age_s":2.0,"bytes_in":0,"bytes_out":0,"connected_at":"2026-11-22T07:13:14.631Z","id":4,"idle_s":2.0,"ip":"192.0.2.7","msgs_in":0,"msgs_out":0,"queue":0,"route":"/ws/echo","rtt_ms":null,"subscriptions":0,"user":null}"#;
+    const RELOAD: &str = r#"{"changes":{"applied":["limits.enforce_on_reload: false -> true","limits.max_connections_per_ip: 100 -> 2"],"restart_required":["server.listen: \"127.0.0.1:18081\" -> \"127.0.0.1:18083\""],"routes_added":[],"routes_changed":[],"routes_removed":[]},"dry_run":true,"on_removed_routes":0,"over_cap":[{"cap":"ip","closes":true,"id":51,"route":"/ws/echo"}]}"#;
+
+    fn read<T: serde::de::DeserializeOwned>(text: &str) -> T {
+        serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+    }
+
+    /// `--json` prints a typed result re-serialised: it must be the
+    /// daemon's answer, pretty-printed, byte for byte.
+    fn prints_as_sent<T: Serialize + serde::de::DeserializeOwned>(answer: &str) {
+        let sent: serde_json::Value = read(answer);
+        let expected = serde_json::to_string_pretty(&sent).expect("pretty") + "\n";
+        assert_eq!(pretty(&read::<T>(answer)), expected, "{answer}");
+    }
+
+    #[test]
+    fn json_output_is_the_daemons_answer_pretty_printed() {
+        prints_as_sent::<Vec<ConnRow>>(&format!("[{ROW},{ANON}]"));
+        prints_as_sent::<ConnDetail>(&ROW.replace(r#""user""#, r#""topics":["news"],"user""#));
+        prints_as_sent::<EvictPreview>(&format!(
+            r#"{{"connections":[{ROW}],"count":1,"dry_run":true}}"#
+        ));
+        prints_as_sent::<EvictResult>(r#"{"evicted":2,"ids":[2,1]}"#);
+        prints_as_sent::<ReloadResult>(RELOAD);
+        prints_as_sent::<ConfigResult>(
+            r#"{"routes":[{"options":{"a":[1,2.5]},"path":"/ws"}],"server":{"admin_allowed_gid":null,"listen":"127.0.0.1:1"}}"#,
+        );
+        prints_as_sent::<Stats>(concat!(
+            r#"{"bytes_in":145,"bytes_out":490,"closes":{"1000":3},"config_path":null,"#,
+            r#""connections":{"by_route":{"/ws":3},"by_state":{"closing":0,"open":3},"ips":1,"total":3,"users":0},"#,
+            r#""draining":false,"last_reload":{"at":"2026-11-22T07:14:11.855Z","error":null,"ok":true,"origin":"SIGHUP","restart_required":["server.listen"]},"#,
+            r#""limits":[{"connections":3,"ip_utilisation":0.03,"max_connections":10000,"max_connections_per_ip":100,"max_connections_per_user":5,"max_message_bytes":65536,"max_subscriptions":100,"messages_per_second":50,"scope":"total","send_queue":1024,"top_ip_connections":3,"top_user_connections":0,"user_utilisation":0.0,"utilisation":0.0003}],"#,
+            r#""messages_in":4,"messages_out":10,"publishes":{},"rate_limited":{"dropped":2},"rejections":{},"slow_consumer_closes":0,"topics":2,"uptime_s":40.031686025,"version":"0.1.0"}"#,
+        ));
+    }
+
+    #[test]
+    fn reload_text_as_documented() {
+        assert_eq!(
+            reload_text(&read(RELOAD)),
+            concat!(
+                "dry run: nothing changed\n",
+                "  applies live: limits.enforce_on_reload: false -> true\n",
+                "  applies live: limits.max_connections_per_ip: 100 -> 2\n",
+                "  needs a restart: server.listen: \"127.0.0.1:18081\" -> \"127.0.0.1:18083\"\n",
+                "  would close 1 connection(s) over a tightened cap (4006)\n",
+            )
+        );
+        let none = r#"{"changes":{"applied":[],"restart_required":[],"routes_added":[],"routes_changed":[],"routes_removed":[]},"dry_run":false,"on_removed_routes":2,"over_cap":[{"cap":"user","closes":false,"id":7,"route":"/ws"}]}"#;
+        assert_eq!(
+            reload_text(&read(none)),
+            concat!(
+                "reloaded\n",
+                "no changes\n",
+                "  1 connection(s) over a tightened cap staying open (enforce_on_reload is off)\n",
+                "  closing 2 connection(s) on removed routes (1001)\n",
+            )
+        );
+    }
+
+    #[test]
+    fn evictions_read_as_documented() {
+        let preview: EvictPreview = read(&format!(
+            r#"{{"connections":[{ROW},{ANON}],"count":2,"dry_run":true}}"#
+        ));
+        assert_eq!(
+            preview_text(&preview),
+            concat!(
+                "would evict 2 connection(s)\n",
+                "ID  ROUTE     USER   IP         AGE    IDLE  IN  OUT  QUEUE  SUBS  RTT\n",
+                "1   /ws       alice  10.1.2.3   5m30s  5.2s  1   3    0      2     0.2ms\n",
+                "4   /ws/echo  -      192.0.2.7  2.0s   2.0s  0   0    0      0     -\n",
+            )
+        );
+        assert_eq!(
+            evicted_text(&read(r#"{"evicted":2,"ids":[2,1]}"#)),
+            "evicted 2 connection(s)\n"
+        );
     }
 }

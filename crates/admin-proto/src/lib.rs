@@ -20,6 +20,28 @@
 //! - the `watch` stream: [`Event`];
 //! - [`Client`]: a typed async client over tokio's `UnixStream`, with
 //!   [`Watch`] for the event stream and [`ClientError`].
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use wsgate_admin_proto::{Client, ClientError, Event, Eviction, Filter, SortKey};
+//!
+//! async fn tidy() -> Result<(), ClientError> {
+//!     let mut admin = Client::connect("/run/wsgate/admin.sock").await?;
+//!     println!("{} connections", admin.stats().await?.connections.total);
+//!     let idle = Filter { min_idle_s: Some(300.0), ..Filter::default() };
+//!     for row in admin.list(idle.clone(), Some(SortKey::Idle), Some(20)).await? {
+//!         println!("{} {} idle {:.0}s", row.id, row.route, row.idle_s);
+//!     }
+//!     let gone = admin.evict(Eviction::matching(idle).with_reason("idle")).await?;
+//!     println!("evicted {:?}", gone.ids);
+//!     let mut watch = admin.watch(Some(Duration::from_secs(5))).await?;
+//!     loop {
+//!         if let Event::Closed { id, code, .. } = watch.next().await? {
+//!             println!("closed {id} with {code}");
+//!         }
+//!     }
+//! }
+//! ```
 
 mod client;
 mod event;
