@@ -23,12 +23,12 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::admin::protocol::Event;
 use crate::config::Settings;
 use crate::handle::lock;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
+use wsgate_admin_proto::Event;
 
 /// The last reload's outcome, for the admin `stats`.
 #[derive(Debug, Clone)]

@@ -12,18 +12,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use serde::Serialize;
-
-use crate::admin::protocol::Event;
 use crate::config::diff::{diff, keep_restart_keys, Changes};
 use crate::config::{ConfigError, Settings};
 use crate::daemon::{Daemon, ReloadStatus};
 use crate::handle::{Conn, ConnId};
 use crate::metrics::ResultLabel;
 use crate::ws::close;
+use wsgate_admin_proto::Event;
 
-/// What a reload did (or, dry, would do).
-#[derive(Debug, Clone, Serialize)]
+/// What a reload did (or, dry, would do); the admin `reload` answers it as
+/// `admin::protocol::ReloadResult` (`admin::view::reload_result`).
+#[derive(Debug, Clone)]
 pub struct Report {
     pub dry_run: bool,
     pub changes: Changes,
@@ -35,7 +34,7 @@ pub struct Report {
 }
 
 /// A connection over a cap after a reload.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Overage {
     pub id: ConnId,
     pub route: String,

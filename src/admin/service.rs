@@ -4,10 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::oneshot;
 
-use super::protocol::{code, Command, Event, Filter, Response};
+use super::protocol::{
+    code, Command, DrainResult, Event, EvictPreview, EvictResult, Filter, PublishResult, Response,
+};
 use super::view;
 use crate::config::ConfigError;
 use crate::control::{self, Control};
@@ -21,8 +23,10 @@ pub struct Service {
     pub control: control::Sender,
 }
 
-fn to_value<T: serde::Serialize>(v: &T) -> Value {
-    serde_json::to_value(v).unwrap_or(Value::Null)
+/// A successful answer. The result goes on the wire as a JSON value, so its
+/// keys are sorted whatever type it was built from.
+pub(super) fn answer<T: serde::Serialize>(id: Option<Value>, result: &T) -> Response {
+    Response::ok(id, serde_json::to_value(result).unwrap_or(Value::Null))
 }
 
 impl Service {
@@ -30,17 +34,17 @@ impl Service {
     pub async fn execute(&self, id: Option<Value>, command: Command) -> Response {
         let d = &self.daemon;
         match command {
-            Command::Stats {} => Response::ok(id, to_value(&view::stats(d))),
+            Command::Stats {} => answer(id, &view::stats(d)),
             Command::List {
                 filter,
                 sort,
                 limit,
             } => match view::select(d, &filter) {
-                Ok(conns) => Response::ok(id, to_value(&view::list(&conns, sort, limit))),
+                Ok(conns) => answer(id, &view::list(&conns, sort, limit)),
                 Err(e) => Response::err(id, code::BAD_ARGUMENTS, e),
             },
             Command::Show { conn } => match d.registry().get(conn) {
-                Some(c) => Response::ok(id, to_value(&view::detail(&c))),
+                Some(c) => answer(id, &view::detail(&c)),
                 None => Response::err(id, code::NOT_FOUND, format!("no connection {conn}")),
             },
             Command::Evict {
@@ -67,7 +71,7 @@ impl Service {
                     })
                     .await;
                 match sent {
-                    Ok(()) => Response::ok(id, json!({"draining": true})),
+                    Ok(()) => answer(id, &DrainResult { draining: true }),
                     Err(_) => Response::err(id, code::UNAVAILABLE, "the daemon is stopping"),
                 }
             }
@@ -79,11 +83,11 @@ impl Service {
                     return Response::err(id, code::BAD_ARGUMENTS, "data is not JSON");
                 };
                 let delivered = d.hub().publish(&topic, &data, Source::Admin);
-                Response::ok(id, json!({ "delivered": delivered }))
+                answer(id, &PublishResult { delivered })
             }
             Command::Config {} => {
                 let settings = d.settings();
-                Response::ok(id, to_value(&settings.redacted_value()))
+                answer(id, &settings.redacted_value())
             }
             Command::Watch { .. } => Response::err(
                 id,
@@ -134,10 +138,7 @@ impl Service {
         let reason = reason.unwrap_or_else(|| "evicted by an operator".into());
         if dry_run {
             let rows = view::list(&targets, None, None);
-            return Response::ok(
-                id,
-                json!({"dry_run": true, "count": rows.len(), "connections": rows}),
-            );
+            return answer(id, &EvictPreview::new(rows));
         }
         let ids: Vec<u64> = targets
             .iter()
@@ -149,7 +150,7 @@ impl Service {
             ids: ids.clone(),
             reason: reason.clone(),
         });
-        Response::ok(id, json!({"evicted": ids.len(), "ids": ids}))
+        answer(id, &EvictResult::new(ids))
     }
 
     async fn reload(&self, id: Option<Value>, dry_run: bool) -> Response {
@@ -166,7 +167,7 @@ impl Service {
             return Response::err(id, code::UNAVAILABLE, "the daemon is stopping");
         }
         match rx.await {
-            Ok(Ok(report)) => Response::ok(id, to_value(&report)),
+            Ok(Ok(report)) => answer(id, &view::reload_result(report)),
             Ok(Err(e)) => Response::err(id, code::CONFIG_ERROR, e.to_string()),
             Err(_) => Response::err(id, code::UNAVAILABLE, "the daemon is stopping"),
         }

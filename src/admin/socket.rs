@@ -20,8 +20,8 @@ use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{broadcast, mpsc};
 
-use super::protocol::{code, Command, Event, Request, Response};
-use super::service::{default_interval, Service};
+use super::protocol::{code, Command, Event, Request, Response, WatchAck};
+use super::service::{answer, default_interval, Service};
 use super::view;
 
 /// The socket file, removed on drop.
@@ -219,7 +219,7 @@ async fn client(stream: UnixStream, access: Access, service: Arc<Service>) {
                     .filter(|ms| *ms > 0)
                     .map(Duration::from_millis)
                     .unwrap_or_else(default_interval);
-                let ok = Response::ok(id, serde_json::json!({"watching": true}));
+                let ok = answer(id, &WatchAck { watching: true });
                 if out.send(line(&ok)).await.is_err() {
                     break;
                 }
@@ -258,14 +258,14 @@ fn parse(text: &str) -> Result<Request, Response> {
     let Some(cmd) = object.get("cmd").and_then(|c| c.as_str()) else {
         return Err(Response::err(id, code::BAD_REQUEST, "missing `cmd`"));
     };
-    const KNOWN: &[&str] = &[
-        "stats", "list", "show", "evict", "reload", "drain", "publish", "config", "watch",
-    ];
-    if !KNOWN.contains(&cmd) {
+    if !Command::NAMES.contains(&cmd) {
         return Err(Response::err(
             id,
             code::UNKNOWN_COMMAND,
-            format!("unknown command `{cmd}` (one of: {})", KNOWN.join(", ")),
+            format!(
+                "unknown command `{cmd}` (one of: {})",
+                Command::NAMES.join(", ")
+            ),
         ));
     }
     serde_json::from_value::<Request>(value.clone())

@@ -1,5 +1,7 @@
-//! What the admin protocol shows: rows, filters, sorts and stats, built
-//! from the registry's live handles (read without holding its lock).
+//! What the admin protocol shows: rows, filters, sorts, stats and reload
+//! results, built from the daemon's own types (the registry's live handles
+//! are read without holding its lock). Every conversion from an internal
+//! type to a protocol type is here.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -7,11 +9,14 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::protocol::{
-    ConnDetail, ConnRow, Connections, Filter, LimitUse, ReloadInfo, SortKey, Stats,
+    Changes, ConnDetail, ConnRow, Connections, Filter, LimitUse, Overage, ReloadInfo, ReloadResult,
+    SortKey, Stats,
 };
+use crate::config::diff;
 use crate::daemon::Daemon;
 use crate::handle::Conn;
 use crate::registry::Peaks;
+use crate::reload::Report;
 
 fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
@@ -47,7 +52,7 @@ pub fn detail(c: &Conn) -> ConnDetail {
 
 /// The connections a filter selects. `Err` when the filter is malformed.
 pub fn select(daemon: &Daemon, filter: &Filter) -> Result<Vec<Arc<Conn>>, String> {
-    let net = filter.network()?;
+    let net = filter.network().map_err(|e| e.to_string())?;
     Ok(daemon
         .registry()
         .all()
@@ -179,5 +184,84 @@ pub fn stats(daemon: &Daemon) -> Stats {
             .map(|(k, v)| (k.to_string(), *v))
             .collect(),
         topics: daemon.hub().topic_count(),
+    }
+}
+
+/// The `reload` result from the reload's report.
+pub fn reload_result(report: Report) -> ReloadResult {
+    let diff::Changes {
+        applied,
+        restart_required,
+        routes_added,
+        routes_removed,
+        routes_changed,
+    } = report.changes;
+    ReloadResult {
+        dry_run: report.dry_run,
+        changes: Changes {
+            applied,
+            restart_required,
+            routes_added,
+            routes_removed,
+            routes_changed,
+        },
+        over_cap: report
+            .over_cap
+            .into_iter()
+            .map(|o| Overage {
+                id: o.id,
+                route: o.route,
+                cap: o.cap.to_string(),
+                closes: o.closes,
+            })
+            .collect(),
+        on_removed_routes: report.on_removed_routes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reload::Overage as Over;
+
+    #[test]
+    fn a_reload_report_becomes_its_result_field_by_field() {
+        let report = Report {
+            dry_run: true,
+            changes: diff::Changes {
+                applied: vec!["limits.send_queue: 1024 -> 8".into()],
+                restart_required: vec!["server.listen".into()],
+                routes_added: vec!["/new".into()],
+                routes_removed: vec!["/old".into()],
+                routes_changed: vec!["/ws".into()],
+            },
+            over_cap: vec![Over {
+                id: 7,
+                route: "/ws".into(),
+                cap: "user",
+                closes: false,
+            }],
+            on_removed_routes: 3,
+        };
+        assert_eq!(
+            reload_result(report),
+            ReloadResult {
+                dry_run: true,
+                changes: Changes {
+                    applied: vec!["limits.send_queue: 1024 -> 8".into()],
+                    restart_required: vec!["server.listen".into()],
+                    routes_added: vec!["/new".into()],
+                    routes_removed: vec!["/old".into()],
+                    routes_changed: vec!["/ws".into()],
+                },
+                over_cap: vec![Overage {
+                    id: 7,
+                    route: "/ws".into(),
+                    cap: "user".into(),
+                    closes: false,
+                }],
+                on_removed_routes: 3,
+            }
+        );
     }
 }

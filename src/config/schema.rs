@@ -152,8 +152,7 @@ pub struct IpNetwork(pub ipnet::IpNet);
 impl<'de> Deserialize<'de> for IpNetwork {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        text.parse::<ipnet::IpNet>()
-            .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        wsgate_admin_proto::parse_network(&text)
             .map(IpNetwork)
             .map_err(|_| {
                 serde::de::Error::custom(format!(

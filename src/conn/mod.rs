@@ -28,7 +28,6 @@ use std::time::{Duration, Instant};
 
 use wsgate_plugin_api::{Identity, Outbound};
 
-use crate::admin::protocol::Event as AdminEvent;
 use crate::config::Route;
 use crate::daemon::Daemon;
 use crate::handle::{CloseRequest, Conn, Drain};
@@ -38,6 +37,7 @@ use session::ConnSession;
 use task::{Phase, Task};
 pub use wire::Wire;
 use wire::WRITE_BATCH;
+use wsgate_admin_proto::Event as AdminEvent;
 
 /// Queued messages moved into the write buffer at a time.
 const TAKE_BATCH: usize = 256;

@@ -16,11 +16,11 @@ use wsgate_plugin_api::{Identity, Rejection, UpgradeRequest};
 
 use super::client_ip::client_ip;
 use super::reply::{self, Body};
-use crate::admin::protocol::Event;
 use crate::conn::{self, Accepted, Wire};
 use crate::daemon::Daemon;
 use crate::registry::{Candidate, Refusal};
 use crate::ws::handshake;
+use wsgate_admin_proto::Event;
 
 /// Logs and counts a refusal, then builds its answer.
 fn refuse(

@@ -1,0 +1,228 @@
+//! Request lines: the commands with their arguments, and the filter that
+//! selects connections.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// One request line.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Request {
+    /// Echoed in the answer; any JSON value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<Value>,
+    #[serde(flatten)]
+    pub command: Command,
+}
+
+/// The commands. Every variant refuses arguments it does not know, so a
+/// typo (`dryrun`) is an error rather than a real eviction.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Command {
+    /// Counters, limits and their use, the last reload.
+    Stats {},
+    /// Live connections, filtered, sorted, limited.
+    List {
+        #[serde(default)]
+        filter: Filter,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sort: Option<SortKey>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<usize>,
+    },
+    /// One connection with its topics. (`id` is the request's own id, so
+    /// connections are named by `conn`.)
+    Show { conn: u64 },
+    /// Closes connections with 4000: one by `conn` (its id), or all that
+    /// match the filter (an empty filter needs `all: true`).
+    Evict {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        conn: Option<u64>,
+        #[serde(default)]
+        filter: Filter,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        #[serde(default)]
+        dry_run: bool,
+        #[serde(default)]
+        all: bool,
+    },
+    /// Reloads the config file (or reports what it would do).
+    Reload {
+        #[serde(default)]
+        dry_run: bool,
+    },
+    /// Starts the graceful drain and returns at once.
+    Drain {
+        /// Overrides `drain_timeout`, e.g. `"10s"`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout: Option<String>,
+    },
+    /// Publishes to a topic, like the HTTP API.
+    Publish { topic: String, data: Value },
+    /// The effective config, secrets redacted.
+    Config {},
+    /// Streams snapshots every `interval_ms` and events as they happen.
+    Watch {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        interval_ms: Option<u64>,
+    },
+}
+
+impl Command {
+    /// Every `cmd`, in the order the protocol lists them.
+    pub const NAMES: &'static [&'static str] = &[
+        "stats", "list", "show", "evict", "reload", "drain", "publish", "config", "watch",
+    ];
+}
+
+/// Selects connections; every field that is set must match.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Filter {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// An address or a CIDR (`10.0.0.0/8`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    /// Subscribed to this topic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    /// No inbound message for at least this many seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_idle_s: Option<f64>,
+    /// Connected for at least this many seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_age_s: Option<f64>,
+    /// At least this many messages waiting in the send queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_queue: Option<usize>,
+}
+
+impl Filter {
+    pub fn is_empty(&self) -> bool {
+        *self == Filter::default()
+    }
+
+    /// Parses `ip` as a network (`None` when unset).
+    pub fn network(&self) -> Result<Option<IpNet>, NotANetwork> {
+        self.ip.as_deref().map(parse_network).transpose()
+    }
+}
+
+/// Text that is neither an IP address nor a CIDR.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not an IP address or CIDR")]
+pub struct NotANetwork(pub String);
+
+/// Parses a CIDR (`10.0.0.0/8`, `2001:db8::/32`) or a bare address, which
+/// is the network of that one address (`10.1.2.3` is `10.1.2.3/32`).
+pub fn parse_network(text: &str) -> Result<IpNet, NotANetwork> {
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| NotANetwork(text.to_string()))
+}
+
+/// How `list` orders rows: the largest first (oldest, most idle, busiest,
+/// fullest queue, slowest round trip).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SortKey {
+    Age,
+    Idle,
+    MsgsIn,
+    MsgsOut,
+    Queue,
+    Rtt,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn typos_in_arguments_are_errors() {
+        let r: Result<Request, _> =
+            serde_json::from_str(r#"{"id":1,"cmd":"evict","filter":{"user":"a"},"dryrun":true}"#);
+        assert!(r.is_err());
+        let r: Result<Request, _> =
+            serde_json::from_str(r#"{"id":1,"cmd":"evict","filter":{"usr":"a"}}"#);
+        assert!(r.is_err());
+    }
+
+    #[test]
+    fn requests_round_trip() {
+        let r: Request = serde_json::from_str(
+            r#"{"id":7,"cmd":"list","filter":{"ip":"10.0.0.0/8","min_idle_s":5},"sort":"idle","limit":3}"#,
+        )
+        .expect("valid");
+        assert!(matches!(
+            r.command,
+            Command::List {
+                sort: Some(SortKey::Idle),
+                limit: Some(3),
+                ..
+            }
+        ));
+        let back = serde_json::to_string(&r).expect("serialise");
+        assert!(back.contains("\"cmd\":\"list\""), "{back}");
+    }
+
+    #[test]
+    fn every_command_name_parses() {
+        for name in Command::NAMES {
+            let line = match *name {
+                "show" => json!({"cmd": name, "conn": 1}),
+                "publish" => json!({"cmd": name, "topic": "t", "data": null}),
+                _ => json!({"cmd": name}),
+            };
+            assert!(
+                serde_json::from_value::<Request>(line.clone()).is_ok(),
+                "{line}"
+            );
+        }
+    }
+
+    #[test]
+    fn sort_keys_are_snake_case() {
+        assert_eq!(
+            serde_json::to_value([SortKey::MsgsIn, SortKey::Rtt]).expect("serialise"),
+            json!(["msgs_in", "rtt"])
+        );
+    }
+
+    #[test]
+    fn networks_parse() {
+        let f = Filter {
+            ip: Some("10.1.2.3".into()),
+            ..Filter::default()
+        };
+        assert_eq!(
+            f.network().expect("ok").map(|n| n.to_string()),
+            Some("10.1.2.3/32".to_string())
+        );
+        assert_eq!(Filter::default().network(), Ok(None));
+        let bad = Filter {
+            ip: Some("ten".into()),
+            ..Filter::default()
+        };
+        assert_eq!(
+            bad.network().map_err(|e| e.to_string()),
+            Err("`ten` is not an IP address or CIDR".to_string())
+        );
+        assert_eq!(
+            parse_network("2001:db8::/32").map(|n| n.to_string()),
+            Ok("2001:db8::/32".to_string())
+        );
+        assert_eq!(
+            parse_network("::1").map(|n| n.to_string()),
+            Ok("::1/128".to_string())
+        );
+    }
+}

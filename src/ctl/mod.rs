@@ -1,0 +1,126 @@
+//! `wsgate ctl`: a one-shot client of the admin socket, for people (tables)
+//! and scripts (`--json`), built on the typed client of
+//! `wsgate-admin-proto`.
+
+mod render;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Serialize;
+use wsgate::config::{load::Source, settings::admin_socket_path, Config};
+use wsgate_admin_proto::{Client, ClientError, Eviction};
+
+use crate::cli::{self, CtlArgs, CtlCommand};
+
+/// Sends the command, prints the answer; `watch` runs until the daemon
+/// closes the connection.
+pub fn run(args: CtlArgs) -> anyhow::Result<()> {
+    let path = socket_path(args.socket, args.config)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(execute(&path, args.command, Output { json: args.json }))
+}
+
+/// The admin socket to use: `--socket`, else the one named by the config
+/// (`-c`, else `etc/wsgate.toml` if present, else the built-in default).
+fn socket_path(socket: Option<PathBuf>, config: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(s) = socket {
+        return Ok(s);
+    }
+    let parsed = match cli::config_file(config) {
+        Some(path) => Source::read(&path)
+            .and_then(|s| s.parse())
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+        None => Config::default(),
+    };
+    admin_socket_path(&parsed)
+        .ok_or_else(|| anyhow::anyhow!("the admin socket is turned off in this config"))
+}
+
+async fn execute(path: &Path, command: CtlCommand, out: Output) -> anyhow::Result<()> {
+    let mut client = Client::connect(path).await?;
+    match command {
+        CtlCommand::Stats => out.show(&client.stats().await?, render::stats_text),
+        CtlCommand::Ls {
+            filter,
+            sort,
+            limit,
+        } => {
+            let rows = client.list(filter.into(), sort.map(Into::into), limit);
+            out.show(&rows.await?, |r| render::connections_table(r));
+        }
+        CtlCommand::Show { id } => out.show(&client.show(id).await?, render::detail_text),
+        CtlCommand::Evict {
+            id,
+            filter,
+            reason,
+            dry_run,
+            all,
+        } => {
+            let which = Eviction {
+                conn: id,
+                filter: filter.into(),
+                reason,
+                all,
+            };
+            if dry_run {
+                out.show(&client.evict_preview(which).await?, render::preview_text);
+            } else {
+                out.show(&client.evict(which).await?, render::evicted_text);
+            }
+        }
+        CtlCommand::Reload { dry_run } => {
+            out.show(&client.reload(dry_run).await?, render::reload_text);
+        }
+        CtlCommand::Drain { timeout } => {
+            let drain = client.drain(timeout.as_deref()).await?;
+            out.show(&drain, |_| "draining\n".into());
+        }
+        CtlCommand::Publish { topic, data } => {
+            let data = serde_json::from_str(&data)
+                .context("DATA must be JSON (quote a string: '\"text\"')")?;
+            let published = client.publish(&topic, data).await?;
+            out.show(&published, |p| format!("delivered to {}\n", p.delivered));
+        }
+        CtlCommand::Config => out.show(&client.config().await?, render::config_text),
+        CtlCommand::Watch { interval_ms } => {
+            let mut watch = client.watch(interval_ms.map(Duration::from_millis)).await?;
+            loop {
+                if out.json {
+                    // The daemon's lines, verbatim.
+                    println!("{}", watch.next_line().await?);
+                    continue;
+                }
+                match watch.next().await {
+                    Ok(event) => println!("{}", render::event_text(&event)),
+                    // An event this ctl does not know: skip it.
+                    Err(ClientError::Protocol(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Where a result goes: stdout, as text or (`--json`) as pretty JSON.
+struct Output {
+    json: bool,
+}
+
+impl Output {
+    fn show<T: Serialize>(&self, result: &T, text: impl FnOnce(&T) -> String) {
+        let text = if self.json {
+            render::pretty(result)
+        } else {
+            text(result)
+        };
+        // A closed stdout (`| head`) is not an error worth a panic.
+        let _ = std::io::stdout().write_all(text.as_bytes());
+    }
+}
