@@ -69,14 +69,17 @@ fn is_fatal(request: &CloseRequest) -> bool {
 }
 
 /// Runs a connection to its end.
-pub async fn run(daemon: Arc<Daemon>, accepted: Accepted) {
+///
+/// `accepted` comes boxed: an async fn keeps its arguments for its whole
+/// life, and the box is freed once its parts are moved out.
+pub async fn run(daemon: Arc<Daemon>, accepted: Box<Accepted>) {
     let Accepted {
         mut wire,
         slot,
         mut route,
         identity,
         query,
-    } = accepted;
+    } = *accepted;
     let conn = Arc::clone(slot.conn());
     let mut generation = daemon.generation();
     let close_timeout = daemon.settings().config.server.close_timeout;

@@ -223,7 +223,7 @@ impl Wire {
     /// the client closes too (or `deadline` passes). Closing a socket with
     /// unread input makes the kernel send RST, which can destroy the close
     /// frame before the client reads it.
-    pub async fn linger(mut self, deadline: Instant) {
+    pub async fn linger(&mut self, deadline: Instant) {
         use tokio::io::AsyncWriteExt;
         let stream = &mut self.socket;
         let _ = stream.shutdown().await;

@@ -229,13 +229,13 @@ pub async fn handle(
         // A task of its own, so that what waiting for the upgrade needed
         // (a timer, hyper's upgrade future) is not kept for the life of
         // the connection.
-        let accepted = Accepted {
+        let accepted = Box::new(Accepted {
             wire,
             slot,
             route,
             identity,
             query,
-        };
+        });
         let daemon = Arc::clone(&task_daemon);
         task_daemon.spawn_connection(conn::run(daemon, accepted));
     });
