@@ -5,7 +5,9 @@
 #
 # usage: benches/run.sh [RESULTS_DIR]
 # env:   REPEAT (3), IDLE_CONNS (10000), ECHO_CONNS (50), ECHO_MSGS (10000),
-#        FANOUT_MSGS (300), FANOUT_BIG_MSGS (100), FANOUT_THREADS (2)
+#        FANOUT_MSGS (300), FANOUT_BIG_MSGS (100), FANOUT_THREADS (2),
+#        BIN: a directory with prebuilt `wsgate` and `raw-echo` binaries to
+#        run instead of building this tree (to compare two builds)
 #
 # Each round runs every measurement against both servers, one right after
 # the other; the table shows the median over REPEAT rounds (shared machines
@@ -29,8 +31,12 @@ FANOUT_BIG_MSGS=${FANOUT_BIG_MSGS:-100}
 FANOUT_THREADS=${FANOUT_THREADS:-2}
 PORT=${PORT:-18790}
 
-cargo build --release --quiet -p wsgate -p raw-echo --bins
-bin=target/release
+if [ -n "${BIN:-}" ]; then
+  bin=$BIN
+else
+  cargo build --release --quiet -p wsgate -p raw-echo --bins
+  bin=target/release
+fi
 ulimit -n 20000 2>/dev/null || true
 
 cat > "$out/wsgate.toml" <<TOML

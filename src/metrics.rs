@@ -78,8 +78,8 @@ pub struct Tallies {
 pub struct Metrics {
     registry: Registry,
     tallies: Mutex<Tallies>,
-    /// Every route `connections_open` was shown for, so that a route whose
-    /// last connection closed shows 0 rather than its last count.
+    /// Every route a connection was accepted on, so that `connections_open`
+    /// shows 0 for a route whose last connection closed.
     open_routes: Mutex<BTreeSet<String>>,
     pub connections_open: Family<RouteLabel, Gauge>,
     pub connections_accepted: Family<RouteLabel, Counter>,
@@ -208,33 +208,35 @@ impl Metrics {
         }
     }
 
-    /// Sets `connections_open` from the connections each route has now
-    /// (routes not listed have none).
+    /// Sets `connections_open` from the connections each route has now:
+    /// every route a connection was accepted on is shown, with 0 once its
+    /// last connection closed.
     pub fn sync_open<'a>(&self, by_route: impl IntoIterator<Item = (&'a str, usize)>) {
-        let mut known = self.open_routes.lock().unwrap_or_else(|e| e.into_inner());
         let mut now: BTreeMap<&str, usize> = by_route.into_iter().collect();
+        let known = self.open_routes.lock().unwrap_or_else(|e| e.into_inner());
         for route in known.iter() {
             now.entry(route.as_str()).or_insert(0);
         }
-        for (route, n) in &now {
+        for (route, n) in now {
             let label = RouteLabel {
                 route: route.to_string(),
             };
             self.connections_open
                 .get_or_create(&label)
-                .set(i64::try_from(*n).unwrap_or(i64::MAX));
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
-        let seen: Vec<String> = now.keys().map(|r| r.to_string()).collect();
-        known.extend(seen);
     }
 
-    /// A connection was admitted and upgraded on `route`.
+    /// A connection was admitted on `route` (counted just before the 101).
     pub fn accepted(&self, route: &str) {
-        self.connections_accepted
-            .get_or_create(&RouteLabel {
-                route: route.to_string(),
-            })
-            .inc();
+        let label = RouteLabel {
+            route: route.to_string(),
+        };
+        self.connections_accepted.get_or_create(&label).inc();
+        let mut known = self.open_routes.lock().unwrap_or_else(|e| e.into_inner());
+        if !known.contains(route) {
+            known.insert(label.route);
+        }
     }
 
     fn tally(&self, f: impl FnOnce(&mut Tallies)) {
@@ -279,5 +281,53 @@ impl Metrics {
     pub fn published(&self, source: &'static str) {
         self.publishes.get_or_create(&SourceLabel { source }).inc();
         self.tally(|t| *t.publishes.entry(source).or_default() += 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line<'a>(text: &'a str, start: &str) -> Option<&'a str> {
+        text.lines().find(|l| l.starts_with(start))
+    }
+
+    #[test]
+    fn open_connections_show_what_the_owner_counts_and_0_once_gone() {
+        let m = Metrics::new();
+        m.accepted("/ws");
+        m.accepted("/ws/echo");
+        m.sync_open([("/ws", 2), ("/ws/echo", 1)]);
+        let text = m.render();
+        assert_eq!(
+            line(&text, "wsgate_connections_open{route=\"/ws\"}"),
+            Some("wsgate_connections_open{route=\"/ws\"} 2")
+        );
+        // /ws/echo's last connection closed; /ws has one left.
+        m.sync_open([("/ws", 1)]);
+        let text = m.render();
+        assert_eq!(
+            line(&text, "wsgate_connections_open{route=\"/ws/echo\"}"),
+            Some("wsgate_connections_open{route=\"/ws/echo\"} 0")
+        );
+        assert_eq!(
+            line(&text, "wsgate_connections_accepted_total{route=\"/ws\"}"),
+            Some("wsgate_connections_accepted_total{route=\"/ws\"} 1")
+        );
+        assert_eq!(line(&text, "wsgate_connections_open{route=\"/other\"}"), None);
+    }
+
+    #[test]
+    fn traffic_only_grows_to_the_owner_s_totals() {
+        let m = Metrics::new();
+        let t = Traffic {
+            msgs_in: 5,
+            msgs_out: 7,
+            bytes_in: 100,
+            bytes_out: 200,
+        };
+        m.sync_traffic(t);
+        m.sync_traffic(t);
+        assert_eq!((m.messages_in.get(), m.bytes_out.get()), (5, 200));
     }
 }
