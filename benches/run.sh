@@ -6,7 +6,8 @@
 # usage: benches/run.sh [RESULTS_DIR]
 # env:   REPEAT (3), IDLE_CONNS (10000), ECHO_CONNS (50), ECHO_MSGS (10000),
 #        FANOUT_MSGS (300), FANOUT_BIG_MSGS (100), FANOUT_THREADS (2),
-#        BIN: a directory with prebuilt `wsgate` and `raw-echo` binaries to
+#        BIN: a directory (absolute, or relative to the repository) with
+#        prebuilt `wsgate` and `raw-echo` binaries to
 #        run instead of building this tree (to compare two builds)
 #
 # Each round runs every measurement against both servers, one right after

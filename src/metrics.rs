@@ -314,7 +314,10 @@ mod tests {
             line(&text, "wsgate_connections_accepted_total{route=\"/ws\"}"),
             Some("wsgate_connections_accepted_total{route=\"/ws\"} 1")
         );
-        assert_eq!(line(&text, "wsgate_connections_open{route=\"/other\"}"), None);
+        assert_eq!(
+            line(&text, "wsgate_connections_open{route=\"/other\"}"),
+            None
+        );
     }
 
     #[test]

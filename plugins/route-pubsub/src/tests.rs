@@ -1,3 +1,5 @@
+//! Unit tests of the pubsub router against a fake session: the wire protocol,
+//! topic permissions and limits, message by message.
 #![allow(clippy::unwrap_used)]
 
 use serde_json::{json, Value};
