@@ -1,16 +1,19 @@
-//! What the admin protocol shows: rows, filters, sorts, stats and reload
-//! results, built from the daemon's own types (the registry's live handles
-//! are read without holding its lock). Every conversion from an internal
-//! type to a protocol type is here.
+//! What the admin protocol shows: rows (from a [`Sample`] of a
+//! connection's numbers), filters, stats and reload results, built from the
+//! daemon's own types (the registry's live handles are read without holding
+//! its lock). Every conversion from an internal type to a protocol type is
+//! here; the order and window of rows is in [`super::table`].
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use ipnet::IpNet;
+
 use super::protocol::{
     Changes, ConnDetail, ConnRow, Connections, Filter, LimitUse, Overage, ReloadInfo, ReloadResult,
-    SortKey, Stats,
+    Stats,
 };
 use crate::config::diff;
 use crate::daemon::Daemon;
@@ -22,25 +25,79 @@ fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
-pub fn row(c: &Conn) -> ConnRow {
-    let s = &c.stats;
-    let rtt = s.rtt_us.load(Ordering::Relaxed);
-    ConnRow {
-        id: c.id,
-        route: c.route.to_string(),
-        user: c.user.as_ref().map(|u| u.to_string()),
-        ip: c.ip.to_string(),
-        connected_at: rfc3339(c.connected_at),
-        age_s: c.started.elapsed().as_secs_f64(),
-        idle_s: c.idle_secs(),
-        msgs_in: s.msgs_in.load(Ordering::Relaxed),
-        msgs_out: s.msgs_out.load(Ordering::Relaxed),
-        bytes_in: s.bytes_in.load(Ordering::Relaxed),
-        bytes_out: s.bytes_out.load(Ordering::Relaxed),
-        queue: c.queue_depth(),
-        subscriptions: c.subscription_count(),
-        rtt_ms: (rtt > 0).then(|| rtt as f64 / 1000.0),
+/// One connection's numbers, each read once, so that a row shows the
+/// values it was sorted by.
+pub struct Sample<'a> {
+    pub conn: &'a Conn,
+    pub age_s: f64,
+    pub idle_s: f64,
+    pub msgs_in: u64,
+    pub msgs_out: u64,
+    pub queue: usize,
+    pub subscriptions: usize,
+    pub rtt_ms: Option<f64>,
+    /// Messages per second: a watcher's rates, or over the connection's age.
+    pub in_rate: f64,
+    pub out_rate: f64,
+}
+
+impl<'a> Sample<'a> {
+    /// The connection's numbers now, with rates over its age.
+    pub fn of(conn: &'a Conn) -> Self {
+        let s = &conn.stats;
+        let rtt = s.rtt_us.load(Ordering::Relaxed);
+        let age_s = conn.started.elapsed().as_secs_f64();
+        let msgs_in = s.msgs_in.load(Ordering::Relaxed);
+        let msgs_out = s.msgs_out.load(Ordering::Relaxed);
+        Sample {
+            conn,
+            age_s,
+            idle_s: conn.idle_secs(),
+            msgs_in,
+            msgs_out,
+            queue: conn.queue_depth(),
+            subscriptions: conn.subscription_count(),
+            rtt_ms: (rtt > 0).then(|| rtt as f64 / 1000.0),
+            in_rate: per_second(msgs_in, age_s),
+            out_rate: per_second(msgs_out, age_s),
+        }
     }
+
+    /// Its row; `rates` puts `in_rate` and `out_rate` in (`watch` only).
+    pub fn row(&self, rates: bool) -> ConnRow {
+        let c = self.conn;
+        ConnRow {
+            id: c.id,
+            route: c.route.to_string(),
+            user: c.user.as_ref().map(|u| u.to_string()),
+            ip: c.ip.to_string(),
+            connected_at: rfc3339(c.connected_at),
+            age_s: self.age_s,
+            idle_s: self.idle_s,
+            msgs_in: self.msgs_in,
+            msgs_out: self.msgs_out,
+            bytes_in: c.stats.bytes_in.load(Ordering::Relaxed),
+            bytes_out: c.stats.bytes_out.load(Ordering::Relaxed),
+            queue: self.queue,
+            subscriptions: self.subscriptions,
+            rtt_ms: self.rtt_ms,
+            in_rate: rates.then_some(self.in_rate),
+            out_rate: rates.then_some(self.out_rate),
+        }
+    }
+}
+
+/// `count` events over `secs` seconds, as a rate (0 over no time).
+pub fn per_second(count: u64, secs: f64) -> f64 {
+    if secs > 0.0 {
+        count as f64 / secs
+    } else {
+        0.0
+    }
+}
+
+pub fn row(c: &Conn) -> ConnRow {
+    Sample::of(c).row(false)
 }
 
 pub fn detail(c: &Conn) -> ConnDetail {
@@ -50,52 +107,42 @@ pub fn detail(c: &Conn) -> ConnDetail {
     }
 }
 
-/// The connections a filter selects. `Err` when the filter is malformed.
-pub fn select(daemon: &Daemon, filter: &Filter) -> Result<Vec<Arc<Conn>>, String> {
-    let net = filter.network().map_err(|e| e.to_string())?;
-    Ok(daemon
-        .registry()
-        .all()
-        .into_iter()
-        .filter(|c| {
-            filter.route.as_deref().is_none_or(|r| &*c.route == r)
-                && filter
-                    .user
-                    .as_deref()
-                    .is_none_or(|u| c.user.as_deref() == Some(u))
-                && net.is_none_or(|n| n.contains(&c.ip))
-                && filter
-                    .topic
-                    .as_deref()
-                    .is_none_or(|t| c.subscriptions().iter().any(|s| &**s == t))
-                && filter.min_idle_s.is_none_or(|m| c.idle_secs() >= m)
-                && filter
-                    .min_age_s
-                    .is_none_or(|m| c.started.elapsed().as_secs_f64() >= m)
-                && filter.min_queue.is_none_or(|m| c.queue_depth() >= m)
-        })
-        .collect())
+/// A filter made ready to test connections: its network parsed once.
+pub struct Selector {
+    filter: Filter,
+    net: Option<IpNet>,
 }
 
-/// Rows for `list`: sorted (largest first; by id when unsorted) and cut.
-pub fn list(conns: &[Arc<Conn>], sort: Option<SortKey>, limit: Option<usize>) -> Vec<ConnRow> {
-    let mut rows: Vec<ConnRow> = conns.iter().map(|c| row(c)).collect();
-    let key = |r: &ConnRow| -> f64 {
-        match sort {
-            None => -(r.id as f64),
-            Some(SortKey::Age) => r.age_s,
-            Some(SortKey::Idle) => r.idle_s,
-            Some(SortKey::MsgsIn) => r.msgs_in as f64,
-            Some(SortKey::MsgsOut) => r.msgs_out as f64,
-            Some(SortKey::Queue) => r.queue as f64,
-            Some(SortKey::Rtt) => r.rtt_ms.unwrap_or(-1.0),
-        }
-    };
-    rows.sort_by(|a, b| key(b).total_cmp(&key(a)).then(a.id.cmp(&b.id)));
-    if let Some(n) = limit {
-        rows.truncate(n);
+impl Selector {
+    /// `Err` when the filter is malformed (its `ip` is no address or CIDR).
+    pub fn new(filter: Filter) -> Result<Self, String> {
+        let net = filter.network().map_err(|e| e.to_string())?;
+        Ok(Self { filter, net })
     }
-    rows
+
+    pub fn matches(&self, c: &Conn) -> bool {
+        let f = &self.filter;
+        f.route.as_deref().is_none_or(|r| &*c.route == r)
+            && f.user
+                .as_deref()
+                .is_none_or(|u| c.user.as_deref() == Some(u))
+            && self.net.is_none_or(|n| n.contains(&c.ip))
+            && f.topic
+                .as_deref()
+                .is_none_or(|t| c.subscriptions().iter().any(|s| &**s == t))
+            && f.min_idle_s.is_none_or(|m| c.idle_secs() >= m)
+            && f.min_age_s
+                .is_none_or(|m| c.started.elapsed().as_secs_f64() >= m)
+            && f.min_queue.is_none_or(|m| c.queue_depth() >= m)
+    }
+}
+
+/// The connections a filter selects. `Err` when the filter is malformed.
+pub fn select(daemon: &Daemon, filter: &Filter) -> Result<Vec<Arc<Conn>>, String> {
+    let selector = Selector::new(filter.clone())?;
+    let mut conns = daemon.registry().all();
+    conns.retain(|c| selector.matches(c));
+    Ok(conns)
 }
 
 pub fn stats(daemon: &Daemon) -> Stats {
