@@ -1,13 +1,20 @@
 //! The order and the window of rows, shared by `list` and `watch`: the
 //! value each [`SortKey`] sorts by, its direction ([`Order`]), ties by id,
 //! then `offset` and `limit`.
+//!
+//! Each selected connection is read once for its sort key; only the rows
+//! of the window are then read in full, so a counter that moves in between
+//! may show a message more than it was sorted by. (Rates come from a
+//! watcher's last tick and do not move.)
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::protocol::{ConnRow, Order, SortKey};
-use super::view::Sample;
+use super::view::{self, Rates};
 use crate::handle::Conn;
 
 /// Which rows, in which order: the `sort`, `order`, `offset` and `limit`
@@ -22,7 +29,7 @@ pub struct Window {
     pub limit: Option<usize>,
 }
 
-/// A sample's value in the sort column, computed once before sorting.
+/// A connection's value in the sort column, read once before sorting.
 /// `Text(None)` (no user) is below any text.
 enum Key<'a> {
     Int(u64),
@@ -31,29 +38,6 @@ enum Key<'a> {
 }
 
 impl Key<'_> {
-    fn of<'a>(s: &Sample<'a>, sort: Option<SortKey>) -> Key<'a> {
-        let c: &'a Conn = s.conn;
-        let Some(sort) = sort else {
-            return Key::Int(c.id);
-        };
-        match sort {
-            SortKey::Id => Key::Int(c.id),
-            SortKey::Route => Key::Text(Some(Cow::Borrowed(&*c.route))),
-            SortKey::User => Key::Text(c.user.as_deref().map(Cow::Borrowed)),
-            SortKey::Ip => Key::Text(Some(Cow::Owned(c.ip.to_string()))),
-            SortKey::Age => Key::Num(s.age_s),
-            SortKey::Idle => Key::Num(s.idle_s),
-            SortKey::MsgsIn => Key::Int(s.msgs_in),
-            SortKey::MsgsOut => Key::Int(s.msgs_out),
-            SortKey::InRate => Key::Num(s.in_rate),
-            SortKey::OutRate => Key::Num(s.out_rate),
-            SortKey::Queue => Key::Int(s.queue as u64),
-            SortKey::Subscriptions => Key::Int(s.subscriptions as u64),
-            // No round trip yet is below any round trip.
-            SortKey::Rtt => Key::Num(s.rtt_ms.unwrap_or(f64::NEG_INFINITY)),
-        }
-    }
-
     fn compare(&self, other: &Key<'_>) -> Ordering {
         match (self, other) {
             (Key::Int(a), Key::Int(b)) => a.cmp(b),
@@ -66,7 +50,40 @@ impl Key<'_> {
     }
 }
 
+/// A selected connection with what it sorts by and, in a `watch`, its
+/// rates.
+pub struct Ranked<'a> {
+    pub conn: &'a Conn,
+    pub rates: Option<Rates>,
+    key: Key<'a>,
+}
+
 impl Window {
+    /// `conn` ranked for this window at `now`. Only what the sort key needs
+    /// is read (a rate key without `rates` is over the connection's age),
+    /// so ranking thousands of connections for a short window stays cheap;
+    /// the window's rows are read in full afterwards.
+    pub fn rank<'a>(&self, conn: &'a Conn, rates: Option<Rates>, now: Instant) -> Ranked<'a> {
+        let rate = || rates.unwrap_or_else(|| Rates::over_age(conn, now));
+        let key = match self.sort {
+            None | Some(SortKey::Id) => Key::Int(conn.id),
+            Some(SortKey::Route) => Key::Text(Some(Cow::Borrowed(&*conn.route))),
+            Some(SortKey::User) => Key::Text(conn.user.as_deref().map(Cow::Borrowed)),
+            Some(SortKey::Ip) => Key::Text(Some(Cow::Owned(conn.ip.to_string()))),
+            Some(SortKey::Age) => Key::Num(view::age_s(conn, now)),
+            Some(SortKey::Idle) => Key::Num(view::idle_s(conn, now)),
+            Some(SortKey::MsgsIn) => Key::Int(conn.stats.msgs_in.load(Relaxed)),
+            Some(SortKey::MsgsOut) => Key::Int(conn.stats.msgs_out.load(Relaxed)),
+            Some(SortKey::InRate) => Key::Num(rate().msgs_in),
+            Some(SortKey::OutRate) => Key::Num(rate().msgs_out),
+            Some(SortKey::Queue) => Key::Int(conn.queue_depth() as u64),
+            Some(SortKey::Subscriptions) => Key::Int(conn.subscription_count() as u64),
+            // No round trip yet is below any round trip.
+            Some(SortKey::Rtt) => Key::Num(view::rtt_ms(conn).unwrap_or(f64::NEG_INFINITY)),
+        };
+        Ranked { conn, rates, key }
+    }
+
     fn descending(&self) -> bool {
         match (self.order, self.sort) {
             (Some(order), _) => order == Order::Desc,
@@ -74,49 +91,51 @@ impl Window {
         }
     }
 
-    /// The window of `samples`: sorted, then `offset` rows skipped and at
+    /// The window of `ranked`: sorted, then `offset` rows skipped and at
     /// most `limit` kept. Only the first `offset + limit` rows are put in
     /// order (a selection picks them first), so a short window over many
     /// connections costs about one pass over them.
-    pub fn apply<'a>(&self, samples: Vec<Sample<'a>>) -> Vec<Sample<'a>> {
+    pub fn apply<'a>(&self, mut ranked: Vec<Ranked<'a>>) -> Vec<Ranked<'a>> {
         let descending = self.descending();
-        let mut keyed: Vec<(Key<'a>, Sample<'a>)> = samples
-            .into_iter()
-            .map(|s| (Key::of(&s, self.sort), s))
-            .collect();
-        let order = |a: &(Key, Sample), b: &(Key, Sample)| {
-            let by_key = a.0.compare(&b.0);
+        let order = |a: &Ranked, b: &Ranked| {
+            let by_key = a.key.compare(&b.key);
             let by_key = if descending { by_key.reverse() } else { by_key };
-            by_key.then(a.1.conn.id.cmp(&b.1.conn.id))
+            by_key.then(a.conn.id.cmp(&b.conn.id))
         };
         if let Some(end) = self.limit.map(|l| self.offset.saturating_add(l)) {
-            if end < keyed.len() {
-                keyed.select_nth_unstable_by(end, order);
-                keyed.truncate(end);
+            if end < ranked.len() {
+                ranked.select_nth_unstable_by(end, order);
+                ranked.truncate(end);
             }
         }
         // Ties are broken by id, so the order is total and a stable sort
         // would give the same rows.
-        keyed.sort_unstable_by(order);
-        keyed
-            .into_iter()
-            .skip(self.offset)
-            .map(|(_, s)| s)
+        ranked.sort_unstable_by(order);
+        ranked.drain(..self.offset.min(ranked.len()));
+        ranked
+    }
+
+    /// The rows of the window of `ranked`, read at `now`, with their rates
+    /// if they have them.
+    pub fn rows(&self, ranked: Vec<Ranked<'_>>, now: Instant) -> Vec<ConnRow> {
+        self.apply(ranked)
+            .iter()
+            .map(|r| view::row_at(r.conn, now, r.rates))
             .collect()
     }
 }
 
 /// Rows for `list` (and `evict` dry runs): the window, without rates.
 pub fn list(conns: &[Arc<Conn>], window: &Window) -> Vec<ConnRow> {
-    let samples = conns.iter().map(|c| Sample::of(c)).collect();
-    window.apply(samples).iter().map(|s| s.row(false)).collect()
+    let now = Instant::now();
+    let ranked = conns.iter().map(|c| window.rank(c, None, now)).collect();
+    window.rows(ranked, now)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::net::IpAddr;
-    use std::sync::atomic::Ordering::Relaxed;
 
     fn conn(id: u64, route: &str, user: Option<&str>, ip: &str, msgs_in: u64) -> Arc<Conn> {
         let ip: IpAddr = ip.parse().expect("an address");

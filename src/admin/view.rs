@@ -1,13 +1,12 @@
-//! What the admin protocol shows: rows (from a [`Sample`] of a
-//! connection's numbers), filters, stats and reload results, built from the
-//! daemon's own types (the registry's live handles are read without holding
+//! What the admin protocol shows: rows, filters, stats and reload results,
+//! built from the daemon's own types (the registry's live handles are read without holding
 //! its lock). Every conversion from an internal type to a protocol type is
 //! here; the order and window of rows is in [`super::table`].
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use ipnet::IpNet;
 
@@ -25,64 +24,21 @@ fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
-/// One connection's numbers, each read once, so that a row shows the
-/// values it was sorted by.
-pub struct Sample<'a> {
-    pub conn: &'a Conn,
-    pub age_s: f64,
-    pub idle_s: f64,
-    pub msgs_in: u64,
-    pub msgs_out: u64,
-    pub queue: usize,
-    pub subscriptions: usize,
-    pub rtt_ms: Option<f64>,
-    /// Messages per second: a watcher's rates, or over the connection's age.
-    pub in_rate: f64,
-    pub out_rate: f64,
+/// Messages per second in and out.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Rates {
+    pub msgs_in: f64,
+    pub msgs_out: f64,
 }
 
-impl<'a> Sample<'a> {
-    /// The connection's numbers now, with rates over its age.
-    pub fn of(conn: &'a Conn) -> Self {
-        let s = &conn.stats;
-        let rtt = s.rtt_us.load(Ordering::Relaxed);
-        let age_s = conn.started.elapsed().as_secs_f64();
-        let msgs_in = s.msgs_in.load(Ordering::Relaxed);
-        let msgs_out = s.msgs_out.load(Ordering::Relaxed);
-        Sample {
-            conn,
-            age_s,
-            idle_s: conn.idle_secs(),
-            msgs_in,
-            msgs_out,
-            queue: conn.queue_depth(),
-            subscriptions: conn.subscription_count(),
-            rtt_ms: (rtt > 0).then(|| rtt as f64 / 1000.0),
-            in_rate: per_second(msgs_in, age_s),
-            out_rate: per_second(msgs_out, age_s),
-        }
-    }
-
-    /// Its row; `rates` puts `in_rate` and `out_rate` in (`watch` only).
-    pub fn row(&self, rates: bool) -> ConnRow {
-        let c = self.conn;
-        ConnRow {
-            id: c.id,
-            route: c.route.to_string(),
-            user: c.user.as_ref().map(|u| u.to_string()),
-            ip: c.ip.to_string(),
-            connected_at: rfc3339(c.connected_at),
-            age_s: self.age_s,
-            idle_s: self.idle_s,
-            msgs_in: self.msgs_in,
-            msgs_out: self.msgs_out,
-            bytes_in: c.stats.bytes_in.load(Ordering::Relaxed),
-            bytes_out: c.stats.bytes_out.load(Ordering::Relaxed),
-            queue: self.queue,
-            subscriptions: self.subscriptions,
-            rtt_ms: self.rtt_ms,
-            in_rate: rates.then_some(self.in_rate),
-            out_rate: rates.then_some(self.out_rate),
+impl Rates {
+    /// A connection's messages over its age at `now`.
+    pub fn over_age(c: &Conn, now: Instant) -> Self {
+        let age = age_s(c, now);
+        let traffic = c.stats.traffic();
+        Rates {
+            msgs_in: per_second(traffic.msgs_in, age),
+            msgs_out: per_second(traffic.msgs_out, age),
         }
     }
 }
@@ -96,8 +52,50 @@ pub fn per_second(count: u64, secs: f64) -> f64 {
     }
 }
 
+/// Seconds since the connection was admitted, at `now`.
+pub fn age_s(c: &Conn, now: Instant) -> f64 {
+    now.saturating_duration_since(c.started).as_secs_f64()
+}
+
+/// Seconds since the last inbound data message (or the connect), at `now`:
+/// [`Conn::idle_secs`] without reading the clock for every connection.
+pub fn idle_s(c: &Conn, now: Instant) -> f64 {
+    let last = c.stats.last_active_ms.load(Ordering::Relaxed);
+    let age_ms = now.saturating_duration_since(c.started).as_millis() as u64;
+    age_ms.saturating_sub(last) as f64 / 1000.0
+}
+
+/// The last ping round trip in milliseconds, if there was one.
+pub fn rtt_ms(c: &Conn) -> Option<f64> {
+    let rtt = c.stats.rtt_us.load(Ordering::Relaxed);
+    (rtt > 0).then(|| rtt as f64 / 1000.0)
+}
+
+/// A connection's row at `now`; `rates` are put in (`watch` only).
+pub fn row_at(c: &Conn, now: Instant, rates: Option<Rates>) -> ConnRow {
+    let s = &c.stats;
+    ConnRow {
+        id: c.id,
+        route: c.route.to_string(),
+        user: c.user.as_ref().map(|u| u.to_string()),
+        ip: c.ip.to_string(),
+        connected_at: rfc3339(c.connected_at),
+        age_s: age_s(c, now),
+        idle_s: idle_s(c, now),
+        msgs_in: s.msgs_in.load(Ordering::Relaxed),
+        msgs_out: s.msgs_out.load(Ordering::Relaxed),
+        bytes_in: s.bytes_in.load(Ordering::Relaxed),
+        bytes_out: s.bytes_out.load(Ordering::Relaxed),
+        queue: c.queue_depth(),
+        subscriptions: c.subscription_count(),
+        rtt_ms: rtt_ms(c),
+        in_rate: rates.map(|r| r.msgs_in),
+        out_rate: rates.map(|r| r.msgs_out),
+    }
+}
+
 pub fn row(c: &Conn) -> ConnRow {
-    Sample::of(c).row(false)
+    row_at(c, Instant::now(), None)
 }
 
 pub fn detail(c: &Conn) -> ConnDetail {
@@ -120,7 +118,8 @@ impl Selector {
         Ok(Self { filter, net })
     }
 
-    pub fn matches(&self, c: &Conn) -> bool {
+    /// Whether `c` matches, with its idle time and age at `now`.
+    pub fn matches(&self, c: &Conn, now: Instant) -> bool {
         let f = &self.filter;
         f.route.as_deref().is_none_or(|r| &*c.route == r)
             && f.user
@@ -130,9 +129,8 @@ impl Selector {
             && f.topic
                 .as_deref()
                 .is_none_or(|t| c.subscriptions().iter().any(|s| &**s == t))
-            && f.min_idle_s.is_none_or(|m| c.idle_secs() >= m)
-            && f.min_age_s
-                .is_none_or(|m| c.started.elapsed().as_secs_f64() >= m)
+            && f.min_idle_s.is_none_or(|m| idle_s(c, now) >= m)
+            && f.min_age_s.is_none_or(|m| age_s(c, now) >= m)
             && f.min_queue.is_none_or(|m| c.queue_depth() >= m)
     }
 }
@@ -141,14 +139,19 @@ impl Selector {
 pub fn select(daemon: &Daemon, filter: &Filter) -> Result<Vec<Arc<Conn>>, String> {
     let selector = Selector::new(filter.clone())?;
     let mut conns = daemon.registry().all();
-    conns.retain(|c| selector.matches(c));
+    let now = Instant::now();
+    conns.retain(|c| selector.matches(c, now));
     Ok(conns)
 }
 
 pub fn stats(daemon: &Daemon) -> Stats {
+    stats_of(daemon, &daemon.registry().all())
+}
+
+/// `stats`, with `conns` the registry's connections (taken just before).
+pub fn stats_of(daemon: &Daemon, conns: &[Arc<Conn>]) -> Stats {
     let settings = daemon.settings();
     let counts = daemon.registry().counts();
-    let conns = daemon.registry().all();
     let closing = conns.iter().filter(|c| c.closing()).count();
     let mut by_state = BTreeMap::new();
     by_state.insert("open".to_string(), conns.len() - closing);
