@@ -273,6 +273,7 @@ impl Watch {
     /// (which [`Watch::next`] skips) and sends a snapshot of the new window
     /// at once; no event is lost meanwhile. A refused update (a bad filter)
     /// is a [`ClientError::Daemon`] from `next`, and the old view stays.
+    /// Not cancel-safe: dropped halfway, it may leave half a line written.
     pub async fn update(&mut self, spec: WatchSpec) -> Result<(), ClientError> {
         let line = request_line(&mut self.next_id, spec.command())?;
         self.write.write_all(line.as_bytes()).await?;
@@ -282,7 +283,9 @@ impl Watch {
     /// The next event; the answers to [`Watch::update`] are skipped, or
     /// returned as [`ClientError::Daemon`] when they are errors. A line
     /// that is no event this crate knows is a [`ClientError::Protocol`].
-    /// The stream goes on after either error.
+    /// The stream goes on after either error. Cancel-safe: it may be a
+    /// branch of a `select!` (whose handler may then call
+    /// [`Watch::update`]); a line is either returned or left unread.
     pub async fn next(&mut self) -> Result<Event, ClientError> {
         loop {
             let line = self.next_line().await?;
@@ -581,6 +584,42 @@ mod tests {
         );
         peer.await.expect("peer");
         assert!(matches!(watch.next().await, Err(ClientError::Closed)));
+    }
+
+    #[tokio::test]
+    async fn next_races_other_work_and_the_handler_may_update() {
+        let (client, mut daemon) = pair();
+        let peer = tokio::spawn(async move {
+            expect_request(&mut daemon).await;
+            answer(
+                &mut daemon,
+                r#"{"id":1,"ok":true,"result":{"watching":true}}"#,
+            )
+            .await;
+            let r = expect_request(&mut daemon).await;
+            assert_eq!(r, json!({"id": 2, "cmd": "watch", "limit": 5}));
+            answer(
+                &mut daemon,
+                r#"{"id":2,"ok":true,"result":{"watching":true}}"#,
+            )
+            .await;
+            answer(&mut daemon, r#"{"event":"lagged","missed":7}"#).await;
+        });
+        let mut watch = client.watch(None).await.expect("watching");
+        // A key press wins over the stream: `next` is dropped unfinished.
+        tokio::select! {
+            biased;
+            _ = std::future::ready(()) => {
+                let spec = WatchSpec { limit: Some(5), ..WatchSpec::default() };
+                watch.update(spec).await.expect("update");
+            }
+            e = watch.next() => panic!("nothing was sent yet: {e:?}"),
+        }
+        assert_eq!(
+            watch.next().await.expect("event"),
+            Event::Lagged { missed: 7 }
+        );
+        peer.await.expect("peer");
     }
 
     #[tokio::test]
