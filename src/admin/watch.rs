@@ -12,7 +12,6 @@
 //! rows are sorted.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -143,34 +142,10 @@ fn snapshot(daemon: &Daemon, view: &View, baseline: &mut Baseline, tick: bool) -
     }
 }
 
-/// Hashes connection ids, which the daemon hands out one after another: a
-/// multiplication spreads them over the table, where SipHash (whose flood
-/// resistance ids given out by the daemon do not need) took a third of a
-/// tick at 10,000 connections.
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(GOLDEN);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n.wrapping_mul(GOLDEN);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-/// 2^64 ÷ the golden ratio, odd: multiplying by it is a bijection that
-/// moves every input bit into the high bits.
-const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
-
-type IdMap<V> = HashMap<ConnId, V, BuildHasherDefault<IdHasher>>;
+/// Connection ids, which the daemon hands out one after another, need no
+/// flood-resistant hash: SipHash took a third of a tick at 10,000
+/// connections, Fx's multiplication a small part of it.
+type IdMap<V> = HashMap<ConnId, V, rustc_hash::FxBuildHasher>;
 
 fn ticker(interval: Duration, first: Instant) -> Interval {
     let mut tick = tokio::time::interval_at(first.into(), interval);
