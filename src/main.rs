@@ -4,6 +4,7 @@
 //! process's edge (clap, stdout, the log subscriber, a runtime, `anyhow`).
 
 mod cli;
+mod console;
 mod ctl;
 mod serve;
 

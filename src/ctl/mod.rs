@@ -2,7 +2,7 @@
 //! and scripts (`--json`), built on the typed client of
 //! `wsgate-admin-proto`.
 
-mod render;
+pub(crate) mod render;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
