@@ -163,7 +163,10 @@ impl App {
                     || self.stats.as_ref().is_some_and(|s| s.draining);
                 if draining {
                     self.drain = Drain::Stopped;
-                    self.say(Tone::Warn, "daemon stopped: the drain is over");
+                    self.say(
+                        Tone::Warn,
+                        "daemon stopped: the drain is over; waiting for it to come back",
+                    );
                 }
                 self.link = Link::Down(why);
                 Vec::new()
@@ -199,7 +202,13 @@ impl App {
         }
         self.stats = Some(stats);
         self.all = rows;
-        let mut cmds: Vec<Cmd> = self.spec.query.topics().into_iter().map(Cmd::Members).collect();
+        let mut cmds: Vec<Cmd> = self
+            .spec
+            .query
+            .topics()
+            .into_iter()
+            .map(Cmd::Members)
+            .collect();
         cmds.extend(self.refresh());
         cmds
     }
@@ -216,7 +225,9 @@ impl App {
         let found = self
             .selected
             .and_then(|id| full.rows.iter().position(|r| r.conn.id == id));
-        self.cursor = found.unwrap_or(self.cursor).min(full.matched.saturating_sub(1));
+        self.cursor = found
+            .unwrap_or(self.cursor)
+            .min(full.matched.saturating_sub(1));
         let limit = self.spec.limit;
         let mut offset = self.spec.offset.min(self.cursor);
         if self.cursor >= offset + limit {
@@ -424,8 +435,13 @@ impl App {
                 self.filter_text = text;
                 self.spec.query = query;
                 self.members.clear();
-                let mut cmds: Vec<Cmd> =
-                    self.spec.query.topics().into_iter().map(Cmd::Members).collect();
+                let mut cmds: Vec<Cmd> = self
+                    .spec
+                    .query
+                    .topics()
+                    .into_iter()
+                    .map(Cmd::Members)
+                    .collect();
                 cmds.extend(self.refresh());
                 cmds
             }
@@ -468,7 +484,8 @@ impl App {
             Outcome::Detail(Ok(d)) if Some(d.row.id) == self.selected => self.detail = Some(d),
             Outcome::Detail(_) => {}
             Outcome::Members(topic, Ok(ids)) => {
-                self.members.insert(topic, ids.into_iter().collect::<HashSet<_>>());
+                self.members
+                    .insert(topic, ids.into_iter().collect::<HashSet<_>>());
                 return self.refresh();
             }
             Outcome::Members(_, Err(e)) => self.say(Tone::Bad, &e),
@@ -615,7 +632,9 @@ pub(crate) mod tests {
         // A bad term keeps the prompt open with the error.
         keys(&mut app, "/ip:ten");
         press(&mut app, KeyCode::Enter);
-        assert!(matches!(&app.dialog, Some(Dialog::Filter { error: Some(e), .. }) if e.contains("ten")));
+        assert!(
+            matches!(&app.dialog, Some(Dialog::Filter { error: Some(e), .. }) if e.contains("ten"))
+        );
         press(&mut app, KeyCode::Esc);
         keys(&mut app, "/topic:news");
         let cmds = press(&mut app, KeyCode::Enter);
@@ -651,8 +670,13 @@ pub(crate) mod tests {
         let cmds = keys(&mut app, "y");
         assert_eq!(cmds, [Cmd::Evict(Eviction::conn(3).with_reason("abuse"))]);
         assert_eq!(app.dialog, None);
-        app.update(Msg::Command(Outcome::Evicted(Ok(wsgate_admin_proto::EvictResult::new(vec![3])))));
-        assert_eq!(app.banner.as_ref().map(|b| b.lines[0].as_str()), Some("evicted 1 connection(s): 3"));
+        app.update(Msg::Command(Outcome::Evicted(Ok(
+            wsgate_admin_proto::EvictResult::new(vec![3]),
+        ))));
+        assert_eq!(
+            app.banner.as_ref().map(|b| b.lines[0].as_str()),
+            Some("evicted 1 connection(s): 3")
+        );
     }
 
     #[test]
@@ -660,7 +684,10 @@ pub(crate) mod tests {
         let mut app = app_with_snapshot();
         assert!(keys(&mut app, "E").is_empty());
         assert_eq!(app.dialog, None);
-        assert!(app.banner.as_ref().is_some_and(|b| b.lines[0].contains("empty filter is refused")));
+        assert!(app
+            .banner
+            .as_ref()
+            .is_some_and(|b| b.lines[0].contains("empty filter is refused")));
         keys(&mut app, "/user:alice");
         press(&mut app, KeyCode::Enter);
         let alice = Filter {
@@ -723,7 +750,10 @@ pub(crate) mod tests {
         assert_eq!(app.drain, Drain::Following);
         app.update(Msg::Disconnected("the daemon closed the connection".into()));
         assert_eq!(app.drain, Drain::Stopped);
-        assert!(app.banner.as_ref().is_some_and(|b| b.lines[0].contains("daemon stopped")));
+        assert!(app
+            .banner
+            .as_ref()
+            .is_some_and(|b| b.lines[0].contains("daemon stopped")));
         assert!(matches!(app.link, Link::Down(_)));
         app.update(Msg::Connected);
         assert_eq!((app.drain, app.link.clone()), (Drain::Idle, Link::Up));

@@ -31,9 +31,13 @@ pub enum Dialog {
         typed: String,
     },
     /// `r`: the dry run's summary (`None` while it runs), then `y`.
-    Reload { preview: Option<ReloadResult> },
+    Reload {
+        preview: Option<ReloadResult>,
+    },
     /// `D`: the operator types `drain`.
-    Drain { typed: String },
+    Drain {
+        typed: String,
+    },
 }
 
 impl Dialog {
@@ -73,7 +77,9 @@ pub enum Cmd {
     Members(String),
     EvictPreview(Filter),
     Evict(Eviction),
-    Reload { dry_run: bool },
+    Reload {
+        dry_run: bool,
+    },
     Drain,
 }
 
@@ -102,7 +108,11 @@ pub fn reload_summary(r: &ReloadResult) -> Vec<String> {
             .iter()
             .map(|k| format!("needs a restart: {k}")),
     );
-    out.extend(c.routes_removed.iter().map(|p| format!("route removed: {p}")));
+    out.extend(
+        c.routes_removed
+            .iter()
+            .map(|p| format!("route removed: {p}")),
+    );
     if r.on_removed_routes > 0 {
         out.push(format!(
             "{} connection(s) on removed routes close (1001)",

@@ -75,7 +75,11 @@ impl EventLog {
                 code,
                 reason,
             } => (
-                if *code >= 4000 { Tone::Warn } else { Tone::Normal },
+                if *code >= 4000 {
+                    Tone::Warn
+                } else {
+                    Tone::Normal
+                },
                 format!("- {id} {route} {code}"),
                 reason.clone(),
                 None,

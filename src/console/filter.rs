@@ -57,10 +57,6 @@ impl Query {
         Ok(q)
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.filter.is_empty() && self.words.is_empty()
-    }
-
     /// The topic names whose members the filter needs to know.
     pub fn topics(&self) -> Vec<String> {
         let mut names: Vec<String> = self.filter.topic.iter().cloned().collect();
@@ -129,8 +125,9 @@ mod tests {
 
     #[test]
     fn selectors_become_the_protocol_filter() {
-        let q = Query::parse("user:alice ip:10.0.0.0/8 route:/ws topic:news idle>300 queue>=10 age>5")
-            .expect("valid");
+        let q =
+            Query::parse("user:alice ip:10.0.0.0/8 route:/ws topic:news idle>300 queue>=10 age>5")
+                .expect("valid");
         assert_eq!(
             q.filter,
             Filter {
@@ -147,7 +144,7 @@ mod tests {
         let q = Query::parse("  Bob   echo ").expect("valid");
         assert_eq!(q.words, vec!["bob", "echo"]);
         assert!(q.filter.is_empty());
-        assert!(Query::parse("").expect("valid").is_empty());
+        assert_eq!(Query::parse("").expect("valid"), Query::default());
     }
 
     #[test]

@@ -119,8 +119,14 @@ mod tests {
     #[test]
     fn keys_mean_what_the_mode_says() {
         assert_eq!(action(Mode::Browse, key(KeyCode::Char('q'))), Action::Quit);
-        assert_eq!(action(Mode::Typing, key(KeyCode::Char('q'))), Action::Type('q'));
-        assert_eq!(action(Mode::Confirm, key(KeyCode::Char('q'))), Action::Cancel);
+        assert_eq!(
+            action(Mode::Typing, key(KeyCode::Char('q'))),
+            Action::Type('q')
+        );
+        assert_eq!(
+            action(Mode::Confirm, key(KeyCode::Char('q'))),
+            Action::Cancel
+        );
         assert_eq!(action(Mode::Confirm, key(KeyCode::Char('y'))), Action::Yes);
         assert_eq!(action(Mode::Typing, key(KeyCode::Esc)), Action::Cancel);
         assert_eq!(action(Mode::Help, key(KeyCode::Char('x'))), Action::Cancel);

@@ -81,11 +81,11 @@ impl Column {
             Column::OutRate => rate(a, |r| r.msgs_out).total_cmp(&rate(b, |r| r.msgs_out)),
             Column::Queue => c.0.queue.cmp(&c.1.queue),
             Column::Subscriptions => c.0.subscriptions.cmp(&c.1.subscriptions),
-            Column::Rtt => c
-                .0
-                .rtt_ms
-                .unwrap_or(-1.0)
-                .total_cmp(&c.1.rtt_ms.unwrap_or(-1.0)),
+            Column::Rtt => {
+                c.0.rtt_ms
+                    .unwrap_or(-1.0)
+                    .total_cmp(&c.1.rtt_ms.unwrap_or(-1.0))
+            }
         }
     }
 }

@@ -21,7 +21,13 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         Span::styled(format!("wsgate {}", stats.version), theme.title()),
         Span::raw(format!(" up {}", span(stats.uptime_s))),
         Span::styled(" config ", theme.dim()),
-        Span::raw(stats.config_path.as_deref().unwrap_or("(built-in)").to_string()),
+        Span::raw(
+            stats
+                .config_path
+                .as_deref()
+                .unwrap_or("(built-in)")
+                .to_string(),
+        ),
         Span::styled(" reload ", theme.dim()),
     ];
     match &stats.last_reload {
@@ -35,7 +41,10 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
                 "FAILED {} ({}): {}",
                 time_of(&r.at),
                 r.origin,
-                r.error.as_deref().and_then(|e| e.lines().next()).unwrap_or("")
+                r.error
+                    .as_deref()
+                    .and_then(|e| e.lines().next())
+                    .unwrap_or("")
             ),
             theme.tone(Tone::Bad),
         )),
@@ -48,7 +57,9 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         Span::styled(bar(c.total, max, 10), theme.good()),
         Span::raw(format!("  IPs {}  users {}", c.ips, c.users)),
     ];
-    if stats.draining || app.drain == Drain::Following {
+    if app.drain == Drain::Stopped {
+        second.insert(0, Span::styled("DAEMON STOPPED  ", theme.tone(Tone::Bad)));
+    } else if stats.draining || app.drain == Drain::Following {
         second.insert(
             0,
             Span::styled(
@@ -63,7 +74,10 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         .filter(|l| l.scope != "total")
         .flat_map(|l| {
             [
-                Span::raw(format!("  {} {}/{} ", l.scope, l.connections, l.max_connections)),
+                Span::raw(format!(
+                    "  {} {}/{} ",
+                    l.scope, l.connections, l.max_connections
+                )),
                 Span::styled(bar(l.connections, l.max_connections, 6), theme.good()),
             ]
         })
@@ -85,6 +99,7 @@ fn time_of(rfc3339: &str) -> &str {
 pub fn sparks_or_banner(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
     let mut lines: Vec<Line> = Vec::new();
     match &app.link {
+        Link::Down(_) if app.drain == Drain::Stopped => {}
         Link::Down(why) => lines.push(Line::styled(
             format!("daemon unreachable ({why}); reconnecting…"),
             theme.tone(Tone::Bad),
@@ -118,7 +133,11 @@ pub fn sparks_or_banner(app: &App, theme: &Theme, frame: &mut Frame, area: Rect)
         let text = format!("{name} {}", last(data));
         frame.render_widget(Paragraph::new(text).style(theme.dim()), label);
         let width = usize::from(spark.width.saturating_sub(1));
-        let shown: Vec<u64> = data.iter().skip(data.len().saturating_sub(width)).copied().collect();
+        let shown: Vec<u64> = data
+            .iter()
+            .skip(data.len().saturating_sub(width))
+            .copied()
+            .collect();
         let style = if *name == "rej/s" && last(data) > 0 {
             theme.tone(Tone::Warn)
         } else {

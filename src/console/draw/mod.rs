@@ -68,7 +68,12 @@ pub fn layout(area: Rect) -> Areas {
 /// How many connection rows fit at this terminal size (the table's title
 /// and column header take two lines).
 pub fn table_rows(width: u16, height: u16) -> usize {
-    usize::from(layout(Rect::new(0, 0, width, height)).table.height.saturating_sub(2))
+    usize::from(
+        layout(Rect::new(0, 0, width, height))
+            .table
+            .height
+            .saturating_sub(2),
+    )
 }
 
 pub fn render(app: &App, frame: &mut Frame) {

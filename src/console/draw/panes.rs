@@ -14,7 +14,10 @@ pub fn detail(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         return;
     }
     let Some(row) = app.selected_row() else {
-        frame.render_widget(Paragraph::new("no connection selected").style(theme.dim()), area);
+        frame.render_widget(
+            Paragraph::new("no connection selected").style(theme.dim()),
+            area,
+        );
         return;
     };
     let c = &row.conn;
@@ -34,7 +37,10 @@ pub fn detail(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
     let wide = area.height > 2;
     let lines: Vec<Line> = if wide {
         let kv = |k: &str, v: String| {
-            Line::from(vec![Span::styled(format!("{k:<11}"), theme.dim()), Span::raw(v)])
+            Line::from(vec![
+                Span::styled(format!("{k:<12}"), theme.dim()),
+                Span::raw(v),
+            ])
         };
         vec![
             Line::styled(format!("connection {}", c.id), theme.title()),
@@ -42,8 +48,14 @@ pub fn detail(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
             kv("user", format!("{user} ({same_user} other conns)")),
             kv("ip", format!("{} ({same_ip} other conns)", c.ip)),
             kv("connected", c.connected_at.clone()),
-            kv("age/idle", format!("{} / {}", span(c.age_s), span(c.idle_s))),
-            kv("msgs in/out", format!("{} / {} ({rates})", c.msgs_in, c.msgs_out)),
+            kv(
+                "age/idle",
+                format!("{} / {}", span(c.age_s), span(c.idle_s)),
+            ),
+            kv(
+                "msgs in/out",
+                format!("{} / {} ({rates})", c.msgs_in, c.msgs_out),
+            ),
             kv("bytes", format!("{} / {}", c.bytes_in, c.bytes_out)),
             kv("queue", c.queue.to_string()),
             kv("rtt", rtt),
@@ -69,7 +81,11 @@ pub fn detail(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         Block::new()
     };
     let text = Paragraph::new(lines).block(block);
-    let text = if wide { text.wrap(Wrap { trim: true }) } else { text };
+    let text = if wide {
+        text.wrap(Wrap { trim: true })
+    } else {
+        text
+    };
     frame.render_widget(text, area);
 }
 
@@ -82,7 +98,14 @@ pub fn limits(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         return;
     };
     let header = Row::new([
-        "SCOPE", "CONNECTIONS", "TOP IP", "TOP USER", "MAX BYTES", "MSG/S", "QUEUE", "SUBS",
+        "SCOPE",
+        "CONNECTIONS",
+        "TOP IP",
+        "TOP USER",
+        "MAX BYTES",
+        "MSG/S",
+        "QUEUE",
+        "SUBS",
     ])
     .style(theme.title());
     let rows = stats.limits.iter().map(|l| {

@@ -33,11 +33,17 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame) {
             ("Keys", lines)
         }
         Dialog::Filter { input, error } => {
-            let mut lines = vec![Line::raw(format!("/{input}▏")), Line::styled(SYNTAX, theme.dim())];
+            let mut lines = vec![
+                Line::raw(format!("/{input}▏")),
+                Line::styled(SYNTAX, theme.dim()),
+            ];
             if let Some(e) = error {
                 lines.push(Line::styled(e.clone(), theme.tone(Tone::Bad)));
             }
-            lines.push(Line::styled("Enter applies · Esc clears the filter", theme.dim()));
+            lines.push(Line::styled(
+                "Enter applies · Esc clears the filter",
+                theme.dim(),
+            ));
             ("Filter", lines)
         }
         Dialog::Evict {
@@ -82,20 +88,17 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame) {
             match count {
                 None => lines.push(Line::styled("counting (dry run)…", theme.dim())),
                 Some(n) => {
-                    lines.push(Line::raw(format!("{n} connection(s) would close with 4000.")));
+                    lines.push(Line::raw(format!(
+                        "{n} connection(s) would close with 4000."
+                    )));
                     lines.push(Line::raw(format!("type {n} or yes, then Enter: {typed}▏")));
                 }
             }
             lines.push(Line::styled("Esc cancels", theme.dim()));
             ("Evict matching", lines)
         }
-        Dialog::Reload { preview: None } => (
-            "Reload",
-            vec![Line::styled("dry run…", theme.dim())],
-        ),
-        Dialog::Reload {
-            preview: Some(r),
-        } => {
+        Dialog::Reload { preview: None } => ("Reload", vec![Line::styled("dry run…", theme.dim())]),
+        Dialog::Reload { preview: Some(r) } => {
             let mut lines = vec![Line::styled("The dry run says:", theme.title())];
             lines.extend(reload_summary(r).into_iter().map(Line::raw));
             lines.push(Line::styled("y apply · n cancel", theme.dim()));
@@ -113,15 +116,21 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame) {
             ],
         ),
     };
-    let width = frame.area().width.saturating_sub(4).min(72);
-    let height = (lines.len() as u16 + 2).min(frame.area().height);
+    let width = frame.area().width.saturating_sub(4).min(84);
+    let inner = usize::from(width.saturating_sub(2)).max(1);
+    let rows: usize = lines.iter().map(|l| l.width().max(1).div_ceil(inner)).sum();
+    let height = u16::try_from(rows + 2)
+        .unwrap_or(u16::MAX)
+        .min(frame.area().height);
     let area = centered(frame.area(), width, height);
     frame.render_widget(Clear, area);
     let block = Block::new()
         .borders(Borders::ALL)
         .title(Line::styled(format!(" {title} "), theme.title()));
     frame.render_widget(
-        Paragraph::new(lines).block(block).wrap(Wrap { trim: false }),
+        Paragraph::new(lines)
+            .block(block)
+            .wrap(Wrap { trim: false }),
         area,
     );
 }

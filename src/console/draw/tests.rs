@@ -13,9 +13,7 @@ use crate::console::testdata;
 /// The screen as lines of text.
 fn screen(app: &App, width: u16, height: u16) -> Vec<String> {
     let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("terminal");
-    terminal
-        .draw(|f| super::render(app, f))
-        .expect("draw");
+    terminal.draw(|f| super::render(app, f)).expect("draw");
     let buffer = terminal.backend().buffer();
     (0..height)
         .map(|y| {
@@ -41,7 +39,15 @@ fn the_table_shows_the_rows_of_a_real_snapshot() {
     let app = sized(120, 36);
     let s = screen(&app, 120, 36);
     let text = s.join("\n");
-    for needle in ["alice", "bob", "10.4.5.6", "192.0.2.7", "/ws/echo", "ID▲", "IN/s"] {
+    for needle in [
+        "alice",
+        "bob",
+        "10.4.5.6",
+        "192.0.2.7",
+        "/ws/echo",
+        "ID▲",
+        "IN/s",
+    ] {
         assert!(text.contains(needle), "no {needle} in\n{text}");
     }
     let bob = s.iter().find(|l| l.contains("bob")).expect("bob's row");
@@ -73,7 +79,11 @@ fn a_refused_reload_shows_line_and_column() {
     let e = "config_error: /srv/wsgate.toml:20:19: limits.max_connections: must be at least 1";
     app.update(Msg::Command(Outcome::Reload(Err(e.into()))));
     let s = screen(&app, 80, 24);
-    assert!(contains(&s, "reload refused, nothing changed:"), "{}", s.join("\n"));
+    assert!(
+        contains(&s, "reload refused, nothing changed:"),
+        "{}",
+        s.join("\n")
+    );
     assert!(contains(&s, "/srv/wsgate.toml:20:19:"), "{}", s.join("\n"));
 }
 
@@ -121,9 +131,7 @@ fn no_color_is_monochrome_with_a_reversed_selection() {
     let mut app = App::new("s".into(), false, (80, 24));
     app.update(Msg::Snapshot(Box::new(stats), rows));
     let mut terminal = Terminal::new(TestBackend::new(80, 24)).expect("terminal");
-    terminal
-        .draw(|f| super::render(&app, f))
-        .expect("draw");
+    terminal.draw(|f| super::render(&app, f)).expect("draw");
     let buffer = terminal.backend().buffer();
     let colours = buffer
         .content()

@@ -1,0 +1,150 @@
+//! The console's two connections to the admin socket, as tasks that feed
+//! the one message channel: the `watch` stream (reconnected with backoff
+//! when the daemon goes away) and a command connection that runs one
+//! [`Cmd`] at a time. The watching connection carries only the stream, so
+//! commands never wait behind snapshots.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use wsgate_admin_proto::{Client, ClientError, Event, Eviction, Filter};
+
+use super::app::Msg;
+use super::dialog::{Cmd, Outcome};
+
+/// The first wait before reconnecting, doubled up to [`BACKOFF_MAX`].
+const BACKOFF_MIN: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Follows the daemon's `watch` stream until the console leaves (the
+/// channel closes).
+pub async fn watch(path: PathBuf, interval: Duration, tx: mpsc::Sender<Msg>) {
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        let why = match Client::connect(&path).await {
+            Ok(client) => match client.watch(Some(interval)).await {
+                Ok(mut stream) => {
+                    if tx.send(Msg::Connected).await.is_err() {
+                        return;
+                    }
+                    backoff = BACKOFF_MIN;
+                    loop {
+                        let msg = match stream.next().await {
+                            Ok(Event::Snapshot { stats, connections }) => {
+                                Msg::Snapshot(stats, connections)
+                            }
+                            Ok(event) => Msg::Event(event),
+                            // An event this console does not know.
+                            Err(ClientError::Protocol(_)) => continue,
+                            Err(e) => break describe(&e),
+                        };
+                        if tx.send(msg).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                Err(e) => describe(&e),
+            },
+            Err(e) => describe(&e),
+        };
+        if tx.send(Msg::Disconnected(why)).await.is_err() {
+            return;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// Runs commands one by one on their own connection (`first`, then a new
+/// one whenever the last one failed), sending each outcome back.
+pub async fn commands(
+    path: PathBuf,
+    first: Client,
+    mut rx: mpsc::Receiver<Cmd>,
+    tx: mpsc::Sender<Msg>,
+) {
+    let mut client = Some(first);
+    while let Some(cmd) = rx.recv().await {
+        let mut c = match client.take() {
+            Some(c) => c,
+            None => match Client::connect(&path).await {
+                Ok(c) => c,
+                Err(e) => {
+                    if tx
+                        .send(Msg::Command(failed(&cmd, describe(&e))))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    continue;
+                }
+            },
+        };
+        let (outcome, healthy) = run(&mut c, cmd).await;
+        if healthy {
+            client = Some(c);
+        }
+        if tx.send(Msg::Command(outcome)).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// One command; whether the connection is still good afterwards (a
+/// daemon's error answer leaves it open).
+async fn run(c: &mut Client, cmd: Cmd) -> (Outcome, bool) {
+    let mut healthy = true;
+    let mut err = |e: ClientError| {
+        healthy = matches!(e, ClientError::Daemon(_));
+        describe(&e)
+    };
+    let outcome = match cmd {
+        Cmd::Show(id) => Outcome::Detail(c.show(id).await.map_err(&mut err)),
+        Cmd::Members(topic) => {
+            let filter = Filter {
+                topic: Some(topic.clone()),
+                ..Filter::default()
+            };
+            let rows = c.list(filter, None, None).await;
+            let ids = rows.map(|rows| rows.iter().map(|r| r.id).collect());
+            Outcome::Members(topic, ids.map_err(&mut err))
+        }
+        Cmd::EvictPreview(filter) => Outcome::Preview(
+            c.evict_preview(Eviction::matching(filter))
+                .await
+                .map(|p| p.count)
+                .map_err(&mut err),
+        ),
+        Cmd::Evict(which) => Outcome::Evicted(c.evict(which).await.map_err(&mut err)),
+        Cmd::Reload { dry_run } => Outcome::Reload(c.reload(dry_run).await.map_err(&mut err)),
+        Cmd::Drain => Outcome::Drain(c.drain(None).await.map(|_| ()).map_err(&mut err)),
+    };
+    (outcome, healthy)
+}
+
+/// The outcome of a command that could not be sent.
+fn failed(cmd: &Cmd, e: String) -> Outcome {
+    match cmd {
+        Cmd::Show(_) => Outcome::Detail(Err(e)),
+        Cmd::Members(topic) => Outcome::Members(topic.clone(), Err(e)),
+        Cmd::EvictPreview(_) => Outcome::Preview(Err(e)),
+        Cmd::Evict(_) => Outcome::Evicted(Err(e)),
+        Cmd::Reload { .. } => Outcome::Reload(Err(e)),
+        Cmd::Drain => Outcome::Drain(Err(e)),
+    }
+}
+
+/// An error with its causes: `cannot reach the admin socket X: No such
+/// file or directory (os error 2)`.
+pub fn describe(e: &ClientError) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
