@@ -45,11 +45,6 @@ const TICK: Duration = Duration::from_secs(1);
 
 pub fn run(args: ConsoleArgs) -> anyhow::Result<()> {
     let path = crate::ctl::socket_path(args.socket, args.config)?;
-    if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
-        anyhow::bail!(
-            "not a terminal: the console needs one (for a stream of text, use `wsgate ctl watch`)"
-        );
-    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -64,6 +59,11 @@ pub fn run(args: ConsoleArgs) -> anyhow::Result<()> {
             .stats()
             .await
             .map_err(|e| anyhow::anyhow!(link::describe(&e)))?;
+        if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+            anyhow::bail!(
+                "not a terminal: the console needs one (for a stream of text, use `wsgate ctl watch`)"
+            );
+        }
         let terminal = terminal::enter().context("cannot take the terminal")?;
         let result = session(terminal, path, args.interval, probe).await;
         terminal::leave();
