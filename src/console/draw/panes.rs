@@ -137,13 +137,13 @@ pub fn limits(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
     });
     let widths = [
         Constraint::Fill(1),
-        Constraint::Length(19),
-        Constraint::Length(12),
-        Constraint::Length(12),
+        Constraint::Length(17),
+        Constraint::Length(11),
+        Constraint::Length(11),
         Constraint::Length(9),
         Constraint::Length(5),
-        Constraint::Length(6),
         Constraint::Length(5),
+        Constraint::Length(4),
     ];
     frame.render_widget(Table::new(rows, widths).header(header).block(block), area);
 }

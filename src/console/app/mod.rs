@@ -1,0 +1,357 @@
+//! The console's state: everything the screen shows, and [`App::update`],
+//! which takes one [`Msg`] and returns the commands to send.
+
+use ratatui::crossterm::event::KeyEvent;
+use wsgate_admin_proto::{ConnDetail, ConnRow, Event, Stats};
+
+mod dialogs;
+
+use super::dialog::{Cmd, Dialog, Outcome};
+use super::events::{EventLog, Tone};
+use super::filter::Members;
+use super::input::{self, Action, Mode};
+use super::rates::{ConnRates, History};
+use super::window::{window, Spec, Window};
+
+/// Everything that happens to the console, in one stream.
+#[derive(Debug)]
+pub enum Msg {
+    Key(KeyEvent),
+    Resize(u16, u16),
+    Snapshot(Box<Stats>, Vec<ConnRow>),
+    Event(Event),
+    Command(Outcome),
+    /// The watch stream is (again) up.
+    Connected,
+    /// The watch stream ended; why.
+    Disconnected(String),
+    Tick,
+    /// SIGTERM or SIGHUP to the console: leave.
+    Signal,
+}
+
+/// Which view the middle of the screen shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    Connections,
+    Limits,
+}
+
+/// The watch connection.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Link {
+    Connecting,
+    Up,
+    Down(String),
+}
+
+/// Where a drain started from this console is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drain {
+    Idle,
+    /// Sent, or seen in `stats.draining`: following it.
+    Following,
+    /// The daemon went away while draining.
+    Stopped,
+}
+
+/// A message across the top: a command's result, or an error.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Banner {
+    pub tone: Tone,
+    pub lines: Vec<String>,
+    /// Ticks left before a good news banner goes; errors stay.
+    pub(super) ttl: Option<u32>,
+}
+
+/// How many ticks a good news banner stays.
+pub(super) const BANNER_TICKS: u32 = 8;
+
+pub struct App {
+    /// `NO_COLOR` unset.
+    pub color: bool,
+    pub socket: String,
+    pub stats: Option<Box<Stats>>,
+    /// The last snapshot's rows, for the local [`window`].
+    all: Vec<ConnRow>,
+    rates: ConnRates,
+    pub history: History,
+    pub members: Members,
+    pub filter_text: String,
+    pub spec: Spec,
+    pub window: Window,
+    /// The selection's position among the matches, and its id.
+    pub cursor: usize,
+    pub selected: Option<u64>,
+    /// Other connections of the selected one's user and IP.
+    pub peers: (usize, usize),
+    pub detail: Option<ConnDetail>,
+    pub view: View,
+    pub dialog: Option<Dialog>,
+    pub banner: Option<Banner>,
+    pub link: Link,
+    pub drain: Drain,
+    pub events: EventLog,
+    pub size: (u16, u16),
+    pub quit: bool,
+}
+
+impl App {
+    pub fn new(socket: String, color: bool, size: (u16, u16)) -> App {
+        let mut app = App {
+            color,
+            socket,
+            stats: None,
+            all: Vec::new(),
+            rates: ConnRates::default(),
+            history: History::default(),
+            members: Members::new(),
+            filter_text: String::new(),
+            spec: Spec::default(),
+            window: Window::default(),
+            cursor: 0,
+            selected: None,
+            peers: (0, 0),
+            detail: None,
+            view: View::Connections,
+            dialog: None,
+            banner: None,
+            link: Link::Connecting,
+            drain: Drain::Idle,
+            events: EventLog::default(),
+            size,
+            quit: false,
+        };
+        app.resize(size);
+        app
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.dialog.as_ref().map_or(Mode::Browse, Dialog::mode)
+    }
+
+    /// The row under the selection.
+    pub fn selected_row(&self) -> Option<&super::window::Row> {
+        let i = self.cursor.checked_sub(self.window.offset)?;
+        self.window.rows.get(i)
+    }
+
+    /// The one way state changes. Returns what to send to the daemon.
+    pub fn update(&mut self, msg: Msg) -> Vec<Cmd> {
+        match msg {
+            Msg::Key(key) => self.act(input::action(self.mode(), key)),
+            Msg::Resize(w, h) => {
+                self.resize((w, h));
+                self.refresh()
+            }
+            Msg::Snapshot(stats, rows) => self.snapshot(stats, rows),
+            Msg::Event(e) => {
+                self.events.push(&e, clock());
+                Vec::new()
+            }
+            Msg::Command(outcome) => self.outcome(outcome),
+            Msg::Connected => {
+                self.link = Link::Up;
+                if self.drain == Drain::Stopped {
+                    self.drain = Drain::Idle;
+                    self.banner = None;
+                }
+                Vec::new()
+            }
+            Msg::Disconnected(why) => {
+                let draining = self.drain == Drain::Following
+                    || self.stats.as_ref().is_some_and(|s| s.draining);
+                if draining {
+                    self.drain = Drain::Stopped;
+                    self.say(
+                        Tone::Warn,
+                        "daemon stopped: the drain is over; waiting for it to come back",
+                    );
+                }
+                self.link = Link::Down(why);
+                Vec::new()
+            }
+            Msg::Tick => {
+                if let Some(b) = &mut self.banner {
+                    match &mut b.ttl {
+                        Some(0) => self.banner = None,
+                        Some(t) => *t -= 1,
+                        None => {}
+                    }
+                }
+                Vec::new()
+            }
+            Msg::Signal => {
+                self.quit = true;
+                Vec::new()
+            }
+        }
+    }
+
+    fn resize(&mut self, size: (u16, u16)) {
+        self.size = size;
+        self.spec.limit = super::draw::table_rows(size.0, size.1).max(1);
+    }
+
+    fn snapshot(&mut self, stats: Box<Stats>, rows: Vec<ConnRow>) -> Vec<Cmd> {
+        self.link = Link::Up;
+        self.rates.update(stats.uptime_s, &rows);
+        self.history.update(&stats);
+        if stats.draining && self.drain == Drain::Idle {
+            self.drain = Drain::Following;
+        }
+        self.stats = Some(stats);
+        self.all = rows;
+        self.ask_members_and_refresh()
+    }
+
+    /// The page again, after asking who is subscribed to the filter's
+    /// topics (the rows carry no topics).
+    pub(super) fn ask_members_and_refresh(&mut self) -> Vec<Cmd> {
+        let topics = self.spec.query.topics().into_iter();
+        let mut cmds: Vec<Cmd> = topics.map(Cmd::Members).collect();
+        cmds.extend(self.refresh());
+        cmds
+    }
+
+    /// Recomputes the page from the last snapshot, keeping the selection on
+    /// the same connection id, or on its neighbour when it is gone.
+    pub(super) fn refresh(&mut self) -> Vec<Cmd> {
+        let all = Spec {
+            offset: 0,
+            limit: usize::MAX,
+            ..self.spec.clone()
+        };
+        let mut full = window(&self.all, &self.rates, &self.members, &all);
+        let found = self
+            .selected
+            .and_then(|id| full.rows.iter().position(|r| r.conn.id == id));
+        self.cursor = found
+            .unwrap_or(self.cursor)
+            .min(full.matched.saturating_sub(1));
+        let limit = self.spec.limit;
+        let mut offset = self.spec.offset.min(self.cursor);
+        if self.cursor >= offset + limit {
+            offset = self.cursor + 1 - limit;
+        }
+        self.spec.offset = offset;
+        let rows = full.rows.drain(..).skip(offset).take(limit).collect();
+        self.window = Window {
+            rows,
+            matched: full.matched,
+            offset,
+        };
+        let before = self.selected;
+        let row = self.selected_row().map(|r| r.conn.clone());
+        self.selected = row.as_ref().map(|r| r.id);
+        self.peers = row.map_or((0, 0), |r| {
+            let same = |f: &dyn Fn(&ConnRow) -> bool| self.all.iter().filter(|c| f(c)).count();
+            (
+                r.user.as_ref().map_or(0, |u| {
+                    same(&|c| c.user.as_ref() == Some(u)).saturating_sub(1)
+                }),
+                same(&|c| c.ip == r.ip).saturating_sub(1),
+            )
+        });
+        match self.selected {
+            Some(id) if before != Some(id) => {
+                self.detail = None;
+                vec![Cmd::Show(id)]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn move_to(&mut self, cursor: usize) -> Vec<Cmd> {
+        self.cursor = cursor;
+        self.selected = None;
+        self.refresh()
+    }
+
+    fn act(&mut self, action: Action) -> Vec<Cmd> {
+        let page = self.spec.limit;
+        match action {
+            Action::Quit => self.quit = true,
+            Action::Up => return self.move_to(self.cursor.saturating_sub(1)),
+            Action::Down => return self.move_to(self.cursor + 1),
+            Action::PageUp => return self.move_to(self.cursor.saturating_sub(page)),
+            Action::PageDown => return self.move_to(self.cursor + page),
+            Action::Home => return self.move_to(0),
+            Action::End => return self.move_to(usize::MAX),
+            Action::CycleSort => {
+                self.spec.sort = self.spec.sort.next();
+                return self.refresh();
+            }
+            Action::FlipOrder => {
+                self.spec.descending = !self.spec.descending;
+                return self.refresh();
+            }
+            Action::Limits => {
+                self.view = match self.view {
+                    View::Connections => View::Limits,
+                    View::Limits => View::Connections,
+                }
+            }
+            Action::Help => self.dialog = Some(Dialog::Help),
+            Action::Filter => {
+                self.dialog = Some(Dialog::Filter {
+                    input: self.filter_text.clone(),
+                    error: None,
+                })
+            }
+            Action::Evict => {
+                if let Some(r) = self.selected_row() {
+                    self.dialog = Some(Dialog::Evict {
+                        id: r.conn.id,
+                        user: r.conn.user.clone(),
+                        ip: r.conn.ip.clone(),
+                        reason: String::new(),
+                        typing: false,
+                    });
+                }
+            }
+            Action::EvictMatching => return self.evict_matching(),
+            Action::Reload => {
+                self.dialog = Some(Dialog::Reload { preview: None });
+                return vec![Cmd::Reload { dry_run: true }];
+            }
+            Action::Drain => {
+                self.dialog = Some(Dialog::Drain {
+                    typed: String::new(),
+                })
+            }
+            Action::Type(c) => {
+                if let Some(s) = self.dialog.as_mut().and_then(Dialog::input) {
+                    s.push(c);
+                }
+            }
+            Action::Erase => {
+                if let Some(s) = self.dialog.as_mut().and_then(Dialog::input) {
+                    s.pop();
+                }
+            }
+            Action::Reason => {
+                if let Some(Dialog::Evict { typing, .. }) = &mut self.dialog {
+                    *typing = true;
+                }
+            }
+            Action::Cancel => return self.cancel(),
+            Action::Submit => return self.submit(),
+            Action::Yes => return self.yes(),
+            Action::Nothing => {}
+        }
+        Vec::new()
+    }
+}
+
+/// Now as `HH:MM:SS` UTC.
+fn clock() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let s = secs % 86_400;
+    format!("{:02}:{:02}:{:02}", s / 3600, (s % 3600) / 60, s % 60)
+}
+
+#[cfg(test)]
+pub(crate) mod tests;
