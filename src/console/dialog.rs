@@ -81,6 +81,8 @@ pub enum Cmd {
         dry_run: bool,
     },
     Drain,
+    /// The effective config, for `drain_timeout`.
+    Config,
 }
 
 /// What came back; errors as the client shows them (`code: message`).
@@ -92,6 +94,8 @@ pub enum Outcome {
     Evicted(Result<EvictResult, String>),
     Reload(Result<ReloadResult, String>),
     Drain(Result<(), String>),
+    /// `[server] drain_timeout` in seconds, if the config says.
+    DrainTimeout(Result<Option<f64>, String>),
 }
 
 /// A reload result in a few lines: what applies, what needs a restart,

@@ -120,6 +120,17 @@ async fn run(c: &mut Client, cmd: Cmd) -> (Outcome, bool) {
         Cmd::Evict(which) => Outcome::Evicted(c.evict(which).await.map_err(&mut err)),
         Cmd::Reload { dry_run } => Outcome::Reload(c.reload(dry_run).await.map_err(&mut err)),
         Cmd::Drain => Outcome::Drain(c.drain(None).await.map(|_| ()).map_err(&mut err)),
+        Cmd::Config => Outcome::DrainTimeout(
+            c.config()
+                .await
+                .map(|config| {
+                    let timeout = config.get("server").and_then(|s| s.get("drain_timeout"));
+                    timeout
+                        .and_then(|t| humantime::parse_duration(t.as_str()?).ok())
+                        .map(|d| d.as_secs_f64())
+                })
+                .map_err(&mut err),
+        ),
     };
     (outcome, healthy)
 }
@@ -133,6 +144,7 @@ fn failed(cmd: &Cmd, e: String) -> Outcome {
         Cmd::Evict(_) => Outcome::Evicted(Err(e)),
         Cmd::Reload { .. } => Outcome::Reload(Err(e)),
         Cmd::Drain => Outcome::Drain(Err(e)),
+        Cmd::Config => Outcome::DrainTimeout(Err(e)),
     }
 }
 

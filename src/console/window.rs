@@ -67,9 +67,9 @@ impl Column {
         Column::ALL[(i + 1) % Column::ALL.len()]
     }
 
-    fn compare(self, a: &Row, b: &Row) -> Ordering {
-        let rate = |r: &Row, f: fn(Rate) -> f64| r.rate.map_or(-1.0, f);
-        let c = (&a.conn, &b.conn);
+    fn compare(self, a: &(&ConnRow, Option<Rate>), b: &(&ConnRow, Option<Rate>)) -> Ordering {
+        let rate = |r: &(&ConnRow, Option<Rate>), f: fn(Rate) -> f64| r.1.map_or(-1.0, f);
+        let c = (a.0, b.0);
         match self {
             Column::Id => c.0.id.cmp(&c.1.id),
             Column::Route => c.0.route.cmp(&c.1.route),
@@ -135,19 +135,27 @@ pub struct Window {
     pub offset: usize,
 }
 
-/// Filters, sorts (ties by id) and cuts `spec`'s page from a snapshot. An
-/// offset past the end moves back to the last page.
-pub fn window(all: &[ConnRow], rates: &ConnRates, members: &Members, spec: &Spec) -> Window {
-    let mut rows: Vec<Row> = all
+/// Filters and sorts (ties by id) a snapshot, places the selection and
+/// cuts the page around it: the selection is the connection `keep` if it
+/// still matches, else the row at `cursor` (its neighbour, when `keep` has
+/// closed), clamped to the matches; the page starts at `spec.offset`, moved
+/// just enough to show the selection. Returns the page and the selection's
+/// position. Only the page's rows are copied.
+pub fn window(
+    all: &[ConnRow],
+    rates: &ConnRates,
+    members: &Members,
+    spec: &Spec,
+    cursor: usize,
+    keep: Option<u64>,
+) -> (Window, usize) {
+    let mut rows: Vec<(&ConnRow, Option<Rate>)> = all
         .iter()
         .filter(|c| spec.query.matches(c, members))
-        .map(|c| Row {
-            conn: c.clone(),
-            rate: rates.get(c.id),
-        })
+        .map(|c| (c, rates.get(c.id)))
         .collect();
     rows.sort_by(|a, b| {
-        let o = spec.sort.compare(a, b).then(a.conn.id.cmp(&b.conn.id));
+        let o = spec.sort.compare(a, b).then(a.0.id.cmp(&b.0.id));
         if spec.descending {
             o.reverse()
         } else {
@@ -155,13 +163,28 @@ pub fn window(all: &[ConnRow], rates: &ConnRates, members: &Members, spec: &Spec
         }
     });
     let matched = rows.len();
-    let offset = spec.offset.min(matched.saturating_sub(spec.limit.max(1)));
-    let rows = rows.into_iter().skip(offset).take(spec.limit).collect();
-    Window {
+    let found = keep.and_then(|id| rows.iter().position(|r| r.0.id == id));
+    let cursor = found.unwrap_or(cursor).min(matched.saturating_sub(1));
+    let limit = spec.limit.max(1);
+    let mut offset = spec.offset.min(cursor);
+    if cursor >= offset + limit {
+        offset = cursor + 1 - limit;
+    }
+    let rows = rows
+        .iter()
+        .skip(offset)
+        .take(limit)
+        .map(|(c, rate)| Row {
+            conn: (*c).clone(),
+            rate: *rate,
+        })
+        .collect();
+    let page = Window {
         rows,
         matched,
         offset,
-    }
+    };
+    (page, cursor)
 }
 
 #[cfg(test)]
@@ -178,14 +201,15 @@ mod tests {
         let (_, rows) = testdata::snapshot();
         let (rates, members) = (ConnRates::default(), Members::new());
         let mut spec = Spec::default();
-        assert_eq!(ids(&window(&rows, &rates, &members, &spec)), [1, 2, 3, 4]);
+        let page = |spec: &Spec| ids(&window(&rows, &rates, &members, spec, 0, None).0);
+        assert_eq!(page(&spec), [1, 2, 3, 4]);
         spec.sort = Column::User;
-        assert_eq!(ids(&window(&rows, &rates, &members, &spec)), [4, 1, 2, 3]);
+        assert_eq!(page(&spec), [4, 1, 2, 3]);
         spec.descending = true;
-        assert_eq!(ids(&window(&rows, &rates, &members, &spec)), [3, 2, 1, 4]);
+        assert_eq!(page(&spec), [3, 2, 1, 4]);
         spec.sort = Column::Ip;
         spec.descending = false;
-        assert_eq!(ids(&window(&rows, &rates, &members, &spec)), [1, 2, 3, 4]);
+        assert_eq!(page(&spec), [1, 2, 3, 4]);
         let mut c = Column::Id;
         for _ in 0..Column::ALL.len() {
             c = c.next();
@@ -203,14 +227,17 @@ mod tests {
             offset: 1,
             ..Spec::default()
         };
-        let w = window(&rows, &rates, &members, &spec);
-        assert_eq!((ids(&w), w.matched, w.offset), (vec![2], 2, 1));
+        let (w, cursor) = window(&rows, &rates, &members, &spec, 1, None);
+        assert_eq!((ids(&w), w.matched, w.offset, cursor), (vec![2], 2, 1, 1));
+        // The page moves to show the kept connection.
         let spec = Spec {
-            offset: 10,
-            limit: 3,
+            limit: 2,
             ..Spec::default()
         };
-        let w = window(&rows, &rates, &members, &spec);
-        assert_eq!((ids(&w), w.offset), (vec![2, 3, 4], 1));
+        let (w, cursor) = window(&rows, &rates, &members, &spec, 0, Some(4));
+        assert_eq!((ids(&w), w.offset, cursor), (vec![3, 4], 2, 3));
+        // A cursor past the end is the last row.
+        let (w, cursor) = window(&rows, &rates, &members, &spec, 99, Some(42));
+        assert_eq!((ids(&w), cursor), (vec![3, 4], 3));
     }
 }

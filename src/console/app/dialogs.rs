@@ -174,6 +174,9 @@ impl App {
                 self.banner(Tone::Normal, lines);
             }
             Outcome::Drain(Ok(())) => self.say(Tone::Warn, "draining"),
+            Outcome::DrainTimeout(Ok(t)) => self.drain_timeout_s = t,
+            // Only the time left is missing.
+            Outcome::DrainTimeout(Err(_)) => {}
             Outcome::Preview(Err(e)) | Outcome::Evicted(Err(e)) | Outcome::Drain(Err(e)) => {
                 self.dialog = None;
                 self.say(Tone::Bad, &e);

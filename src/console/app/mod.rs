@@ -91,6 +91,10 @@ pub struct App {
     pub banner: Option<Banner>,
     pub link: Link,
     pub drain: Drain,
+    /// `drain_timeout`, and the daemon's uptime when the drain was first
+    /// seen: the time left.
+    drain_timeout_s: Option<f64>,
+    drain_began: Option<f64>,
     pub events: EventLog,
     pub size: (u16, u16),
     pub quit: bool,
@@ -118,6 +122,8 @@ impl App {
             banner: None,
             link: Link::Connecting,
             drain: Drain::Idle,
+            drain_timeout_s: None,
+            drain_began: None,
             events: EventLog::default(),
             size,
             quit: false,
@@ -134,6 +140,13 @@ impl App {
     pub fn selected_row(&self) -> Option<&super::window::Row> {
         let i = self.cursor.checked_sub(self.window.offset)?;
         self.window.rows.get(i)
+    }
+
+    /// Seconds left before a drain closes what remains (from the first
+    /// snapshot that showed it, so it may be up to an interval late).
+    pub fn drain_left(&self) -> Option<f64> {
+        let now = self.stats.as_ref()?.uptime_s;
+        Some((self.drain_timeout_s? - (now - self.drain_began?)).max(0.0))
     }
 
     /// The one way state changes. Returns what to send to the daemon.
@@ -156,7 +169,7 @@ impl App {
                     self.drain = Drain::Idle;
                     self.banner = None;
                 }
-                Vec::new()
+                vec![Cmd::Config]
             }
             Msg::Disconnected(why) => {
                 let draining = self.drain == Drain::Following
@@ -200,6 +213,11 @@ impl App {
         if stats.draining && self.drain == Drain::Idle {
             self.drain = Drain::Following;
         }
+        self.drain_began = match (stats.draining, self.drain_began) {
+            (false, _) => None,
+            (true, None) => Some(stats.uptime_s),
+            (true, began) => began,
+        };
         self.stats = Some(stats);
         self.all = rows;
         self.ask_members_and_refresh()
@@ -215,32 +233,21 @@ impl App {
     }
 
     /// Recomputes the page from the last snapshot, keeping the selection on
-    /// the same connection id, or on its neighbour when it is gone.
+    /// the same connection id, or on its neighbour when it is gone. (When
+    /// the daemon's `watch` takes the window, the spec goes to it instead
+    /// and its snapshot is the page.)
     pub(super) fn refresh(&mut self) -> Vec<Cmd> {
-        let all = Spec {
-            offset: 0,
-            limit: usize::MAX,
-            ..self.spec.clone()
-        };
-        let mut full = window(&self.all, &self.rates, &self.members, &all);
-        let found = self
-            .selected
-            .and_then(|id| full.rows.iter().position(|r| r.conn.id == id));
-        self.cursor = found
-            .unwrap_or(self.cursor)
-            .min(full.matched.saturating_sub(1));
-        let limit = self.spec.limit;
-        let mut offset = self.spec.offset.min(self.cursor);
-        if self.cursor >= offset + limit {
-            offset = self.cursor + 1 - limit;
-        }
-        self.spec.offset = offset;
-        let rows = full.rows.drain(..).skip(offset).take(limit).collect();
-        self.window = Window {
-            rows,
-            matched: full.matched,
-            offset,
-        };
+        let (page, cursor) = window(
+            &self.all,
+            &self.rates,
+            &self.members,
+            &self.spec,
+            self.cursor,
+            self.selected,
+        );
+        self.cursor = cursor;
+        self.spec.offset = page.offset;
+        self.window = page;
         let before = self.selected;
         let row = self.selected_row().map(|r| r.conn.clone());
         self.selected = row.as_ref().map(|r| r.id);

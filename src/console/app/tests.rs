@@ -226,3 +226,18 @@ fn quitting() {
     app.update(Msg::Signal);
     assert!(app.quit);
 }
+
+#[test]
+fn a_drain_seen_in_snapshots_counts_down_its_timeout() {
+    let mut app = app_with_snapshot();
+    assert_eq!(app.drain_left(), None);
+    app.update(Msg::Command(Outcome::DrainTimeout(Ok(Some(30.0)))));
+    let (mut stats, rows) = testdata::snapshot();
+    stats.draining = true;
+    app.update(Msg::Snapshot(Box::new(stats.clone()), rows.clone()));
+    assert_eq!(app.drain, Drain::Following);
+    assert_eq!(app.drain_left(), Some(30.0));
+    stats.uptime_s += 5.0;
+    app.update(Msg::Snapshot(Box::new(stats), rows));
+    assert_eq!(app.drain_left(), Some(25.0));
+}

@@ -60,10 +60,16 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
     if app.drain == Drain::Stopped {
         second.insert(0, Span::styled("DAEMON STOPPED  ", theme.tone(Tone::Bad)));
     } else if stats.draining || app.drain == Drain::Following {
+        let left = app
+            .drain_left()
+            .map_or(String::new(), |s| format!(", {} left", span(s)));
         second.insert(
             0,
             Span::styled(
-                format!("DRAINING: {} connections remaining  ", c.total),
+                format!(
+                    "DRAINING (/readyz 503): {} connections remaining{left}  ",
+                    c.total
+                ),
                 theme.tone(Tone::Bad),
             ),
         );
