@@ -127,6 +127,19 @@ impl Console {
         }
     }
 
+    /// The console's process id: the child of the pane's shell.
+    fn pid(&self) -> String {
+        let out = self.tmux(&["display-message", "-p", "-t", "main", "#{pane_pid}"]);
+        let shell = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let children = std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children"))
+            .expect("the pane's children");
+        children
+            .split_whitespace()
+            .next()
+            .expect("a console process")
+            .to_string()
+    }
+
     /// tmux's view of the pane: `alternate_on cursor_flag`.
     fn pane_state(&self) -> String {
         let out = self.tmux(&[
@@ -341,4 +354,27 @@ async fn without_a_terminal_it_points_to_ctl_watch_and_exits_1() {
         String::from_utf8_lossy(&out.stderr),
         "wsgate console: not a terminal: the console needs one (for a stream of text, use `wsgate ctl watch`)\n"
     );
+}
+
+#[tokio::test]
+async fn sigterm_and_sighup_to_the_console_restore_the_terminal() {
+    let daemon = Daemon::start(CONFIG).await;
+    let _echo = echo_client(&daemon).await;
+    for signal in ["TERM", "HUP"] {
+        let console = Console::start(&socket_arg(&daemon));
+        console.wait_for(&["192.0.2.7"]).await;
+        assert_eq!(console.pane_state(), "1 0", "alternate screen, no cursor");
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(console.pid())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        console.wait_for(&["console exited 0"]).await;
+        assert_eq!(
+            console.pane_state(),
+            "0 1",
+            "SIG{signal}: main screen, cursor shown"
+        );
+    }
 }
