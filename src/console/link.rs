@@ -31,9 +31,9 @@ pub async fn watch(path: PathBuf, interval: Duration, tx: mpsc::Sender<Msg>) {
                     backoff = BACKOFF_MIN;
                     loop {
                         let msg = match stream.next().await {
-                            Ok(Event::Snapshot { stats, connections }) => {
-                                Msg::Snapshot(stats, connections)
-                            }
+                            Ok(Event::Snapshot {
+                                stats, connections, ..
+                            }) => Msg::Snapshot(stats, connections),
                             Ok(event) => Msg::Event(event),
                             // An event this console does not know.
                             Err(ClientError::Protocol(_)) => continue,

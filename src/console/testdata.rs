@@ -10,7 +10,9 @@ pub const SNAPSHOT: &str = include_str!("testdata/snapshot.json");
 /// The snapshot's stats and rows.
 pub fn snapshot() -> (Stats, Vec<ConnRow>) {
     match serde_json::from_str(SNAPSHOT) {
-        Ok(Event::Snapshot { stats, connections }) => (*stats, connections),
+        Ok(Event::Snapshot {
+            stats, connections, ..
+        }) => (*stats, connections),
         other => panic!("not a snapshot: {other:?}"),
     }
 }
