@@ -68,10 +68,19 @@ impl Dialog {
     }
 }
 
+/// The selected connection as `show` gives it, and how many other
+/// connections its user and its address have (from `list`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Detail {
+    pub conn: ConnDetail,
+    pub same_user: usize,
+    pub same_ip: usize,
+}
+
 /// A request for the command connection.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cmd {
-    /// The selected connection's topics.
+    /// The selected connection's topics and peers.
     Show(u64),
     /// Which connections are subscribed to a topic (for the filter).
     Members(String),
@@ -88,7 +97,7 @@ pub enum Cmd {
 /// What came back; errors as the client shows them (`code: message`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    Detail(Result<ConnDetail, String>),
+    Detail(Result<Detail, String>),
     Members(String, Result<Vec<u64>, String>),
     Preview(Result<usize, String>),
     Evicted(Result<EvictResult, String>),

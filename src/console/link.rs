@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use wsgate_admin_proto::{Client, ClientError, Event, Eviction, Filter};
 
 use super::app::Msg;
-use super::dialog::{Cmd, Outcome};
+use super::dialog::{Cmd, Detail, Outcome};
 
 /// The first wait before reconnecting, doubled up to [`BACKOFF_MAX`].
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
@@ -101,7 +101,7 @@ async fn run(c: &mut Client, cmd: Cmd) -> (Outcome, bool) {
         describe(&e)
     };
     let outcome = match cmd {
-        Cmd::Show(id) => Outcome::Detail(c.show(id).await.map_err(&mut err)),
+        Cmd::Show(id) => Outcome::Detail(detail(c, id).await.map_err(&mut err)),
         Cmd::Members(topic) => {
             let filter = Filter {
                 topic: Some(topic.clone()),
@@ -133,6 +133,32 @@ async fn run(c: &mut Client, cmd: Cmd) -> (Outcome, bool) {
         ),
     };
     (outcome, healthy)
+}
+
+/// `show`, then `list` by the connection's user and by its address.
+async fn detail(c: &mut Client, id: u64) -> Result<Detail, ClientError> {
+    let conn = c.show(id).await?;
+    let others = |rows: Vec<wsgate_admin_proto::ConnRow>| rows.len().saturating_sub(1);
+    let same_user = match conn.row.user.clone() {
+        Some(user) => {
+            let filter = Filter {
+                user: Some(user),
+                ..Filter::default()
+            };
+            others(c.list(filter, None, None).await?)
+        }
+        None => 0,
+    };
+    let filter = Filter {
+        ip: Some(conn.row.ip.clone()),
+        ..Filter::default()
+    };
+    let same_ip = others(c.list(filter, None, None).await?);
+    Ok(Detail {
+        conn,
+        same_user,
+        same_ip,
+    })
 }
 
 /// The outcome of a command that could not be sent.

@@ -142,7 +142,7 @@ impl App {
 
     pub(super) fn outcome(&mut self, outcome: Outcome) -> Vec<Cmd> {
         match outcome {
-            Outcome::Detail(Ok(d)) if Some(d.row.id) == self.selected => self.detail = Some(d),
+            Outcome::Detail(Ok(d)) if Some(d.conn.row.id) == self.selected => self.detail = Some(d),
             Outcome::Detail(_) => {}
             Outcome::Members(topic, Ok(ids)) => {
                 self.members

@@ -2,11 +2,11 @@
 //! which takes one [`Msg`] and returns the commands to send.
 
 use ratatui::crossterm::event::KeyEvent;
-use wsgate_admin_proto::{ConnDetail, ConnRow, Event, Stats};
+use wsgate_admin_proto::{ConnRow, Event, Stats};
 
 mod dialogs;
 
-use super::dialog::{Cmd, Dialog, Outcome};
+use super::dialog::{Cmd, Detail, Dialog, Outcome};
 use super::events::{EventLog, Tone};
 use super::filter::Members;
 use super::input::{self, Action, Mode};
@@ -83,9 +83,9 @@ pub struct App {
     /// The selection's position among the matches, and its id.
     pub cursor: usize,
     pub selected: Option<u64>,
-    /// Other connections of the selected one's user and IP.
-    pub peers: (usize, usize),
-    pub detail: Option<ConnDetail>,
+    /// The selected connection's topics and peers, asked for with every
+    /// snapshot.
+    pub detail: Option<Detail>,
     pub view: View,
     pub dialog: Option<Dialog>,
     pub banner: Option<Banner>,
@@ -115,7 +115,6 @@ impl App {
             window: Window::default(),
             cursor: 0,
             selected: None,
-            peers: (0, 0),
             detail: None,
             view: View::Connections,
             dialog: None,
@@ -220,7 +219,12 @@ impl App {
         };
         self.stats = Some(stats);
         self.all = rows;
-        self.ask_members_and_refresh()
+        let mut cmds = self.ask_members_and_refresh();
+        match self.selected {
+            Some(id) if !cmds.contains(&Cmd::Show(id)) => cmds.push(Cmd::Show(id)),
+            _ => {}
+        }
+        cmds
     }
 
     /// The page again, after asking who is subscribed to the filter's
@@ -249,17 +253,7 @@ impl App {
         self.spec.offset = page.offset;
         self.window = page;
         let before = self.selected;
-        let row = self.selected_row().map(|r| r.conn.clone());
-        self.selected = row.as_ref().map(|r| r.id);
-        self.peers = row.map_or((0, 0), |r| {
-            let same = |f: &dyn Fn(&ConnRow) -> bool| self.all.iter().filter(|c| f(c)).count();
-            (
-                r.user.as_ref().map_or(0, |u| {
-                    same(&|c| c.user.as_ref() == Some(u)).saturating_sub(1)
-                }),
-                same(&|c| c.ip == r.ip).saturating_sub(1),
-            )
-        });
+        self.selected = self.selected_row().map(|r| r.conn.id);
         match self.selected {
             Some(id) if before != Some(id) => {
                 self.detail = None;

@@ -21,13 +21,16 @@ pub fn detail(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         return;
     };
     let c = &row.conn;
-    let topics = match &app.detail {
-        Some(d) if d.row.id == c.id && d.topics.is_empty() => "-".to_string(),
-        Some(d) if d.row.id == c.id => d.topics.join(", "),
-        _ => "…".to_string(),
+    let detail = app.detail.as_ref().filter(|d| d.conn.row.id == c.id);
+    let topics = match detail {
+        Some(d) if d.conn.topics.is_empty() => "-".to_string(),
+        Some(d) => d.conn.topics.join(", "),
+        None => "…".to_string(),
     };
     let user = c.user.as_deref().unwrap_or("-");
-    let (same_user, same_ip) = app.peers;
+    let (same_user, same_ip) = detail.map_or(("…".to_string(), "…".to_string()), |d| {
+        (d.same_user.to_string(), d.same_ip.to_string())
+    });
     let rtt = c.rtt_ms.map_or("-".into(), |ms| format!("{ms:.1}ms"));
     let rates = format!(
         "{}/{} per s",

@@ -161,3 +161,28 @@ fn the_limits_view_shows_every_scope() {
     assert!(contains(&s, "total"), "{}", s.join("\n"));
     assert!(contains(&s, "4/10000"), "{}", s.join("\n"));
 }
+
+#[test]
+fn the_detail_pane_shows_topics_and_peers() {
+    let mut app = sized(120, 36);
+    let (_, rows) = testdata::snapshot();
+    let conn = wsgate_admin_proto::ConnDetail {
+        row: rows[0].clone(),
+        topics: vec!["news".into(), "inbox.alice".into()],
+    };
+    let detail = crate::console::dialog::Detail {
+        conn,
+        same_user: 1,
+        same_ip: 1,
+    };
+    app.update(Msg::Command(Outcome::Detail(Ok(detail))));
+    let s = screen(&app, 120, 36);
+    for needle in [
+        "connection 1",
+        "alice (1 other conns)",
+        "10.1.2.3 (1 other conns)",
+        "news, inbox.alice",
+    ] {
+        assert!(contains(&s, needle), "no {needle} in\n{}", s.join("\n"));
+    }
+}
