@@ -165,15 +165,11 @@ pub fn window(
     let matched = rows.len();
     let found = keep.and_then(|id| rows.iter().position(|r| r.0.id == id));
     let cursor = found.unwrap_or(cursor).min(matched.saturating_sub(1));
-    let limit = spec.limit.max(1);
-    let mut offset = spec.offset.min(cursor);
-    if cursor >= offset + limit {
-        offset = cursor + 1 - limit;
-    }
+    let offset = place(spec.offset, cursor, spec.limit, matched);
     let rows = rows
         .iter()
         .skip(offset)
-        .take(limit)
+        .take(spec.limit)
         .map(|(c, rate)| Row {
             conn: (*c).clone(),
             rate: *rate,
@@ -185,6 +181,18 @@ pub fn window(
         offset,
     };
     (page, cursor)
+}
+
+/// Where the page starts: where it was, moved just enough to show the
+/// cursor, and never leaving the last page short.
+fn place(offset: usize, cursor: usize, limit: usize, matched: usize) -> usize {
+    let limit = limit.max(1);
+    let offset = offset.min(cursor).min(matched.saturating_sub(limit));
+    if cursor >= offset + limit {
+        cursor + 1 - limit
+    } else {
+        offset
+    }
 }
 
 #[cfg(test)]
@@ -236,6 +244,13 @@ mod tests {
         };
         let (w, cursor) = window(&rows, &rates, &members, &spec, 0, Some(4));
         assert_eq!((ids(&w), w.offset, cursor), (vec![3, 4], 2, 3));
+        // A page past the end moves back to show a full last page.
+        let far = Spec {
+            offset: 3,
+            ..spec.clone()
+        };
+        let (w, _) = window(&rows, &rates, &members, &far, 3, None);
+        assert_eq!((ids(&w), w.offset), (vec![3, 4], 2));
         // A cursor past the end is the last row.
         let (w, cursor) = window(&rows, &rates, &members, &spec, 99, Some(42));
         assert_eq!((ids(&w), cursor), (vec![3, 4], 3));
