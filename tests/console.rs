@@ -342,9 +342,12 @@ async fn without_a_daemon_it_says_so_in_one_line_and_exits_1() {
 #[tokio::test]
 async fn without_a_terminal_it_points_to_ctl_watch_and_exits_1() {
     let daemon = Daemon::start(CONFIG).await;
+    // Found through the config file, as `ctl` finds it: the daemon's
+    // default socket, relative to the same directory.
     let out = Command::new(env!("CARGO_BIN_EXE_wsgate"))
-        .args(["console", "--socket"])
-        .arg(daemon.admin_socket())
+        .args(["console", "-c", "wsgate.toml"])
+        .current_dir(daemon.dir.path())
+        .env_remove("XDG_RUNTIME_DIR")
         .stdin(std::process::Stdio::null())
         .output()
         .expect("run wsgate console");
