@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::Subcommand;
-use wsgate_admin_proto::{Filter, SortKey};
+use wsgate_admin_proto::{Filter, Order, SortKey};
 
 /// `wsgate console`: where the daemon is and how often to look.
 #[derive(clap::Args)]
@@ -81,9 +81,15 @@ pub enum CtlCommand {
     Ls {
         #[command(flatten)]
         filter: FilterArgs,
-        /// Largest first.
+        /// Largest first (without it: by id, oldest first).
         #[arg(long, value_enum)]
         sort: Option<Sort>,
+        /// Smallest first.
+        #[arg(long)]
+        asc: bool,
+        /// Skip this many rows after sorting.
+        #[arg(long)]
+        offset: Option<usize>,
         #[arg(long)]
         limit: Option<usize>,
     },
@@ -130,25 +136,44 @@ pub enum CtlCommand {
 /// (`msgs-in`).
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum Sort {
+    Id,
+    Route,
+    User,
+    Ip,
     Age,
     Idle,
     MsgsIn,
     MsgsOut,
+    InRate,
+    OutRate,
     Queue,
+    Subscriptions,
     Rtt,
 }
 
 impl From<Sort> for SortKey {
     fn from(s: Sort) -> Self {
         match s {
+            Sort::Id => SortKey::Id,
+            Sort::Route => SortKey::Route,
+            Sort::User => SortKey::User,
+            Sort::Ip => SortKey::Ip,
             Sort::Age => SortKey::Age,
             Sort::Idle => SortKey::Idle,
             Sort::MsgsIn => SortKey::MsgsIn,
             Sort::MsgsOut => SortKey::MsgsOut,
+            Sort::InRate => SortKey::InRate,
+            Sort::OutRate => SortKey::OutRate,
             Sort::Queue => SortKey::Queue,
+            Sort::Subscriptions => SortKey::Subscriptions,
             Sort::Rtt => SortKey::Rtt,
         }
     }
+}
+
+/// `--asc`: smallest first; otherwise the protocol's default.
+pub fn order(asc: bool) -> Option<Order> {
+    asc.then_some(Order::Asc)
 }
 
 /// The config file to use: `-c`, else `etc/wsgate.toml` if present (for

@@ -1428,3 +1428,304 @@ async fn ctl_end_to_end() {
     assert_eq!(status.code(), Some(1), "{err}");
     assert!(err.contains("the daemon closed the connection"), "{err}");
 }
+
+// ---------------------------------------------------------------------------
+// 10. Watch windows, rates and updates
+// ---------------------------------------------------------------------------
+
+/// Starts a watch with `request` on a new admin connection; returns it and
+/// its first snapshot.
+async fn watching(d: &Daemon, request: Value) -> (Admin, Value) {
+    let mut w = Admin::connect(d).await;
+    assert_eq!(w.ok(request).await, json!({"watching": true}));
+    let snapshot = w.event("snapshot", |_| true).await;
+    (w, snapshot)
+}
+
+/// The row of connection `id` in a snapshot.
+fn row_of(snapshot: &Value, id: u64) -> Value {
+    snapshot["connections"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["id"] == id))
+        .cloned()
+        .unwrap_or_else(|| panic!("no row {id} in {snapshot}"))
+}
+
+#[tokio::test]
+async fn a_watch_shows_only_its_window_and_how_many_matched() {
+    let d = Daemon::start("").await;
+    let _echo = echo_clients(&d, 3).await;
+    let (_a, a_id) = join(&d, "/ws", &[]).await;
+    let (_b, b_id) = join(&d, "/ws", &[]).await;
+    let mut admin = Admin::connect(&d).await;
+    admin.wait_total(5).await;
+    let all = admin.ids(json!({})).await;
+    assert_eq!(all.len(), 5);
+
+    let by_id = json!({"id": "w", "cmd": "watch", "interval_ms": 60000, "sort": "id", "order": "asc", "limit": 2});
+    let (_w, first) = watching(&d, by_id.clone()).await;
+    assert_eq!(row_ids(&first["connections"]), all[..2].to_vec(), "{first}");
+    assert_eq!(
+        (&first["matched"], &first["offset"]),
+        (&json!(5), &json!(0))
+    );
+    assert_eq!(first["stats"]["connections"]["total"], 5, "{first}");
+    // Watch rows carry rates; nothing was sent yet.
+    assert_eq!(first["connections"][0]["in_rate"], 0.0, "{first}");
+    assert_eq!(first["connections"][0]["out_rate"], 0.0, "{first}");
+
+    let mut last_two = by_id.clone();
+    last_two["offset"] = json!(3);
+    let (_w, page) = watching(&d, last_two).await;
+    assert_eq!(row_ids(&page["connections"]), all[3..].to_vec(), "{page}");
+    assert_eq!((&page["matched"], &page["offset"]), (&json!(5), &json!(3)));
+
+    let mut pubsub = by_id.clone();
+    pubsub["filter"] = json!({"route": "/ws"});
+    pubsub["limit"] = json!(10);
+    let (_w, only) = watching(&d, pubsub).await;
+    assert_eq!(row_ids(&only["connections"]), vec![a_id, b_id], "{only}");
+    assert_eq!(only["matched"], 2, "{only}");
+
+    // Largest id first when the order is left out.
+    let (_w, newest) = watching(
+        &d,
+        json!({"id": 1, "cmd": "watch", "interval_ms": 60000, "sort": "id", "limit": 1}),
+    )
+    .await;
+    assert_eq!(row_ids(&newest["connections"]), vec![all[4]], "{newest}");
+
+    // `list` takes the same window, and its rows have no rates.
+    let rows = admin
+        .ok(json!({"id": 2, "cmd": "list", "sort": "id", "order": "asc", "offset": 3, "limit": 2}))
+        .await;
+    assert_eq!(row_ids(&rows), all[3..].to_vec(), "{rows}");
+    assert!(rows[0].get("in_rate").is_none(), "{rows}");
+    let rows = admin
+        .ok(json!({"id": 3, "cmd": "list", "sort": "route", "order": "asc"}))
+        .await;
+    assert_eq!(ids_of(&rows, "/ws"), row_ids(&rows)[..2].to_vec(), "{rows}");
+    admin
+        .fails(
+            json!({"id": 4, "cmd": "list", "order": "up"}),
+            "bad_arguments",
+        )
+        .await;
+    admin
+        .fails(
+            json!({"id": 5, "cmd": "watch", "filter": {"ip": "ten"}}),
+            "bad_arguments",
+        )
+        .await;
+    // A refused watch leaves the connection taking commands.
+    assert_eq!(admin.stats().await["connections"]["total"], 5);
+}
+
+#[tokio::test]
+async fn watch_rates_are_messages_per_second_between_two_ticks() {
+    let d = Daemon::start("").await;
+    let mut busy = d.connect("/ws/echo").await;
+    let _idle = d.connect("/ws/echo").await;
+    let mut admin = Admin::connect(&d).await;
+    admin.wait_total(2).await;
+    let ids = admin.ids(json!({})).await;
+    let (busy_id, idle_id) = (ids[0], ids[1]);
+
+    let (mut w, _) = watching(
+        &d,
+        json!({"id": "w", "cmd": "watch", "interval_ms": 200, "sort": "in_rate"}),
+    )
+    .await;
+    for i in 0..20 {
+        echo_round_trip(&mut busy, &format!("m{i}")).await;
+    }
+    // A tick after some of the echoes: the busy connection has a rate and
+    // sorts first; the idle one has none.
+    let rated = w
+        .event("snapshot", |s| {
+            s["connections"][0]["id"] == busy_id
+                && s["connections"][0]["in_rate"].as_f64().unwrap_or(0.0) > 0.0
+        })
+        .await;
+    assert!(row_of(&rated, busy_id)["out_rate"].as_f64().unwrap_or(0.0) > 0.0);
+    assert_eq!(row_of(&rated, idle_id)["in_rate"], 0.0, "{rated}");
+    assert_eq!(row_of(&rated, idle_id)["out_rate"], 0.0, "{rated}");
+    // Once a whole interval has passed without a message, the rate is 0
+    // again although the counts stay: a rate is for the last interval.
+    let quiet = w
+        .event("snapshot", |s| {
+            let r = row_of(s, busy_id);
+            r["msgs_in"] == 20 && r["in_rate"] == 0.0
+        })
+        .await;
+    assert_eq!(row_of(&quiet, busy_id)["msgs_out"], 20, "{quiet}");
+}
+
+#[tokio::test]
+async fn an_update_changes_the_window_and_loses_no_event() {
+    let d = Daemon::start("").await;
+    let _echo = echo_clients(&d, 3).await;
+    let mut admin = Admin::connect(&d).await;
+    admin.wait_total(3).await;
+    let all = admin.ids(json!({})).await;
+
+    // A long interval: every snapshot after the first is one an update asked
+    // for.
+    let (mut w, first) = watching(
+        &d,
+        json!({"id": "w", "cmd": "watch", "interval_ms": 60000, "sort": "id", "order": "asc", "limit": 1}),
+    )
+    .await;
+    assert_eq!(row_ids(&first["connections"]), all[..1].to_vec(), "{first}");
+
+    // The update, and at once a new connection.
+    w.send_line(
+        &json!({"id": "u", "cmd": "watch", "interval_ms": 60000, "sort": "id", "order": "asc", "offset": 1, "limit": 3})
+            .to_string(),
+    )
+    .await;
+    let late = d.connect("/ws/echo").await;
+    // The answer and the new window come together; the connected event
+    // comes before or after them, but it comes.
+    let (mut window, mut connected) = (None, None);
+    while window.is_none() || connected.is_none() {
+        let line = w.read().await;
+        if line["event"] == "connected" {
+            connected = Some(line);
+        } else if line["event"].is_null() {
+            assert_eq!(
+                line,
+                json!({"id": "u", "ok": true, "result": {"watching": true}})
+            );
+            let snapshot = w.read().await;
+            assert_eq!(snapshot["event"], "snapshot", "{snapshot}");
+            window = Some(snapshot);
+        } else {
+            panic!("unexpected line {line}");
+        }
+    }
+    let (window, connected) = (window.expect("window"), connected.expect("event"));
+    assert_eq!(connected["route"], "/ws/echo", "{connected}");
+    let late_id = connected["id"].as_u64().expect("id");
+    assert_eq!(window["offset"], 1, "{window}");
+    let rows = row_ids(&window["connections"]);
+    assert!(rows.len() >= 2, "{window}");
+    assert_eq!(rows[..2], all[1..], "{window}");
+    // Events go on on the same stream, under the new window.
+    close_ws(late).await;
+    let closed = w.event("closed", |e| e["id"] == late_id).await;
+    assert_eq!(closed["code"], 1000, "{closed}");
+}
+
+#[tokio::test]
+async fn a_watching_connection_refuses_other_commands_and_goes_on() {
+    let d = Daemon::start("[server]\nadmin_max_request_bytes = 1024\n").await;
+    let (mut w, _) = watching(
+        &d,
+        json!({"id": "w", "cmd": "watch", "interval_ms": 60000, "limit": 1}),
+    )
+    .await;
+    let error = w
+        .fails(json!({"id": 7, "cmd": "stats"}), "bad_request")
+        .await;
+    assert_eq!(
+        error["message"],
+        "this connection is watching: only `watch` updates are taken here; send other commands on a second connection"
+    );
+    // Malformed lines get the parser's errors.
+    w.send_line("{nope").await;
+    let answer = w.read().await;
+    assert_eq!(answer["error"]["code"], "bad_request", "{answer}");
+    assert!(answer.get("id").is_none(), "{answer}");
+    w.fails(
+        json!({"id": 8, "cmd": "list", "sort": "size"}),
+        "bad_arguments",
+    )
+    .await;
+    w.fails(json!({"id": 9, "cmd": "rm"}), "unknown_command")
+        .await;
+    // A refused update keeps the old window.
+    w.fails(
+        json!({"id": 10, "cmd": "watch", "filter": {"ip": "ten"}}),
+        "bad_arguments",
+    )
+    .await;
+    w.send_line("").await;
+
+    // The stream goes on, also once the client has closed its side.
+    let ws = d.connect("/ws/echo").await;
+    let connected = w.event("connected", |_| true).await;
+    w.write.shutdown().await.expect("shut down the write side");
+    close_ws(ws).await;
+    let closed = w.event("closed", |e| e["id"] == connected["id"]).await;
+    assert_eq!(closed["code"], 1000, "{closed}");
+
+    // A line over admin_max_request_bytes: an error, then the stream ends.
+    let (mut long, _) = watching(
+        &d,
+        json!({"id": "w2", "cmd": "watch", "interval_ms": 60000}),
+    )
+    .await;
+    long.send_line(&format!(
+        "{{\"cmd\":\"watch\",\"pad\":\"{}\"}}",
+        "x".repeat(2000)
+    ))
+    .await;
+    let answer = long.read().await;
+    assert_eq!(answer["error"]["code"], "bad_request", "{answer}");
+    assert_eq!(
+        long.read_line().await,
+        None,
+        "disconnected after a long line"
+    );
+}
+
+#[tokio::test]
+async fn ctl_ls_sorts_by_any_column_either_way_with_an_offset() {
+    let d = Daemon::start("").await;
+    let _echo = echo_clients(&d, 3).await;
+    let (_sub, sub_id) = join(&d, "/ws", &[]).await;
+    let mut admin = Admin::connect(&d).await;
+    admin.wait_total(4).await;
+    let all = admin.ids(json!({})).await;
+    let socket = d.admin_socket();
+    let ls = |args: &[&str]| {
+        let mut all_args = vec!["ls", "--json"];
+        all_args.extend_from_slice(args);
+        let all_args: Vec<String> = all_args.iter().map(|a| a.to_string()).collect();
+        let socket = socket.clone();
+        async move {
+            let all_args: Vec<&str> = all_args.iter().map(String::as_str).collect();
+            let (code, out, err) = ctl(&socket, &all_args).await;
+            assert_eq!(code, 0, "{err}");
+            row_ids(&serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}")))
+        }
+    };
+    assert_eq!(
+        ls(&["--sort", "id"]).await,
+        all.iter().rev().copied().collect::<Vec<_>>()
+    );
+    assert_eq!(
+        ls(&["--sort", "id", "--asc", "--offset", "1", "--limit", "2"]).await,
+        all[1..3].to_vec()
+    );
+    assert_eq!(ls(&["--sort", "route", "--limit", "1"]).await, vec![all[0]]);
+    assert_eq!(
+        ls(&["--sort", "route", "--asc", "--limit", "1"]).await,
+        vec![sub_id]
+    );
+    for key in [
+        "user",
+        "ip",
+        "in-rate",
+        "out-rate",
+        "subscriptions",
+        "msgs-in",
+        "rtt",
+    ] {
+        assert_eq!(ls(&["--sort", key]).await.len(), 4, "--sort {key}");
+    }
+    let (code, _, err) = ctl(&socket, &["ls", "--sort", "size"]).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("in-rate"), "{err}");
+}

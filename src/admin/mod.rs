@@ -1,16 +1,21 @@
 //! The daemon's side of the admin interface: the protocol (the
 //! `wsgate-admin-proto` crate, shared with `wsgate ctl` and the console),
-//! the views it shows, the service that runs commands, the unix socket that
-//! carries them, and [`start`], which puts them together.
+//! the views it shows (`view`: rows and stats; `table`: their order and
+//! window), the service that runs commands, the unix socket that carries
+//! them (`socket`, reading `lines`), the `watch` streams, and [`start`],
+//! which puts them together.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use wsgate_admin_proto as protocol;
 
+pub mod lines;
 pub mod service;
 pub mod socket;
+pub mod table;
 pub mod view;
+pub mod watch;
 
 use crate::control;
 use crate::daemon::Daemon;

@@ -10,6 +10,7 @@ use tokio::sync::oneshot;
 use super::protocol::{
     code, Command, DrainResult, Event, EvictPreview, EvictResult, Filter, PublishResult, Response,
 };
+use super::table::{self, Window};
 use super::view;
 use crate::config::ConfigError;
 use crate::control::{self, Control};
@@ -38,9 +39,19 @@ impl Service {
             Command::List {
                 filter,
                 sort,
+                order,
+                offset,
                 limit,
             } => match view::select(d, &filter) {
-                Ok(conns) => answer(id, &view::list(&conns, sort, limit)),
+                Ok(conns) => {
+                    let window = Window {
+                        sort,
+                        order,
+                        offset: offset.unwrap_or(0),
+                        limit,
+                    };
+                    answer(id, &table::list(&conns, &window))
+                }
                 Err(e) => Response::err(id, code::BAD_ARGUMENTS, e),
             },
             Command::Show { conn } => match d.registry().get(conn) {
@@ -137,7 +148,7 @@ impl Service {
         };
         let reason = reason.unwrap_or_else(|| "evicted by an operator".into());
         if dry_run {
-            let rows = view::list(&targets, None, None);
+            let rows = table::list(&targets, &Window::default());
             return answer(id, &EvictPreview::new(rows));
         }
         let ids: Vec<u64> = targets

@@ -7,22 +7,24 @@
 //!   and, if set, peers whose primary gid is `admin_allowed_gid`. Anyone
 //!   else gets one error line and is disconnected.
 //! - Every client has a bounded output queue; one that stops reading is
-//!   disconnected, and a `watch` client that falls behind loses the oldest
-//!   events (and is told how many). The daemon never waits on a client.
+//!   disconnected. The daemon never waits on a client.
+//! - Requests are lines ([`super::lines`]), run one after another; a
+//!   `watch` turns the connection into a stream ([`super::watch`]) that
+//!   loses the oldest events when its client falls behind (and tells it how
+//!   many), and takes only updates of its view from then on.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::unix::OwnedWriteHalf;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 
-use super::protocol::{code, Command, Event, Request, Response, WatchAck};
+use super::lines::{Line, LineReader};
+use super::protocol::{code, Command, Request, Response, WatchAck};
 use super::service::{answer, default_interval, Service};
-use super::view;
+use super::watch;
 
 /// The socket file, removed on drop.
 pub struct SocketFile {
@@ -123,7 +125,8 @@ pub async fn serve(listener: UnixListener, access: Access, service: Arc<Service>
     }
 }
 
-fn line(response: &Response) -> String {
+/// An answer as a line.
+pub(super) fn line(response: &Response) -> String {
     let mut s = serde_json::to_string(response).unwrap_or_default();
     s.push('\n');
     s
@@ -182,29 +185,16 @@ async fn client(stream: UnixStream, access: Access, service: Arc<Service>) {
         Some(write)
     });
 
-    let mut reader = BufReader::new(read);
-    let mut buf = Vec::new();
+    let mut input = LineReader::new(read, max_line);
     loop {
-        buf.clear();
-        // Read one line, but never more than the limit.
-        let n = match (&mut reader)
-            .take(max_line as u64 + 1)
-            .read_until(b'\n', &mut buf)
-            .await
-        {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
+        let text = match input.next().await {
+            Line::End => break,
+            Line::TooLong => {
+                let _ = out.try_send(line(&too_long(max_line)));
+                break;
+            }
+            Line::Text(text) => text,
         };
-        if n > max_line && !buf.ends_with(b"\n") {
-            let r = Response::err(
-                None,
-                code::BAD_REQUEST,
-                format!("request longer than admin_max_request_bytes ({max_line})"),
-            );
-            let _ = out.try_send(line(&r));
-            break;
-        }
-        let text = String::from_utf8_lossy(&buf);
         let text = text.trim();
         if text.is_empty() {
             continue;
@@ -213,22 +203,21 @@ async fn client(stream: UnixStream, access: Access, service: Arc<Service>) {
             Err(r) => r,
             Ok(Request {
                 id,
-                command: Command::Watch { interval_ms },
-            }) => {
-                let interval = interval_ms
-                    .filter(|ms| *ms > 0)
-                    .map(Duration::from_millis)
-                    .unwrap_or_else(default_interval);
-                let ok = answer(id, &WatchAck { watching: true });
-                if out.send(line(&ok)).await.is_err() {
-                    break;
+                command: command @ Command::Watch { .. },
+            }) => match watch::View::asked(command) {
+                Err(e) => Response::err(id, code::BAD_ARGUMENTS, e),
+                Ok(view) => {
+                    let ok = answer(id, &WatchAck { watching: true });
+                    if out.send(line(&ok)).await.is_err() {
+                        break;
+                    }
+                    drop(out);
+                    if let Ok(Some(write)) = writer.await {
+                        watch::run(&service, view, input, write).await;
+                    }
+                    return;
                 }
-                drop(out);
-                if let Ok(Some(write)) = writer.await {
-                    watch(&service, interval, write).await;
-                }
-                return;
-            }
+            },
             Ok(Request { id, command }) => service.execute(id, command).await,
         };
         if out.try_send(line(&response)).is_err() {
@@ -243,8 +232,18 @@ async fn client(stream: UnixStream, access: Access, service: Arc<Service>) {
     let _ = writer.await;
 }
 
+/// The answer to a line longer than `admin_max_request_bytes`, after which
+/// the connection is closed (where the next request starts is unknown).
+pub(super) fn too_long(max: usize) -> Response {
+    Response::err(
+        None,
+        code::BAD_REQUEST,
+        format!("request longer than admin_max_request_bytes ({max})"),
+    )
+}
+
 /// Parses a request line; an error is the answer to send.
-fn parse(text: &str) -> Result<Request, Response> {
+pub(super) fn parse(text: &str) -> Result<Request, Response> {
     let value: serde_json::Value = serde_json::from_str(text)
         .map_err(|e| Response::err(None, code::BAD_REQUEST, format!("not JSON: {e}")))?;
     let Some(object) = value.as_object() else {
@@ -270,40 +269,6 @@ fn parse(text: &str) -> Result<Request, Response> {
     }
     serde_json::from_value::<Request>(value.clone())
         .map_err(|e| Response::err(id, code::BAD_ARGUMENTS, format!("{cmd}: {e}")))
-}
-
-/// Streams snapshots and events until the client goes away.
-///
-/// It writes to the socket itself, one line at a time: a client that stops
-/// reading holds up only this loop, with at most one line in hand, while
-/// events pile up in the bounded broadcast buffer and the oldest are lost
-/// (the client is told how many when it reads again).
-async fn watch(service: &Service, interval: Duration, mut out: OwnedWriteHalf) {
-    let daemon = &service.daemon;
-    let mut events = daemon.events();
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let event = tokio::select! {
-            _ = daemon.stopped() => return,
-            _ = tick.tick() => Event::Snapshot {
-                stats: Box::new(view::stats(daemon)),
-                connections: view::list(&daemon.registry().all(), None, None),
-            },
-            e = events.recv() => match e {
-                Ok(e) => e,
-                Err(broadcast::error::RecvError::Lagged(missed)) => Event::Lagged { missed },
-                Err(broadcast::error::RecvError::Closed) => return,
-            },
-        };
-        let mut text = serde_json::to_string(&event).unwrap_or_default();
-        text.push('\n');
-        let write = out.write_all(text.as_bytes());
-        tokio::select! {
-            r = write => if r.is_err() { return },
-            _ = daemon.stopped() => return,
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,16 +1,18 @@
-//! What the admin protocol shows: rows, filters, sorts, stats and reload
-//! results, built from the daemon's own types (the registry's live handles
-//! are read without holding its lock). Every conversion from an internal
-//! type to a protocol type is here.
+//! What the admin protocol shows: rows, filters, stats and reload results,
+//! built from the daemon's own types (the registry's live handles are read without holding
+//! its lock). Every conversion from an internal type to a protocol type is
+//! here; the order and window of rows is in [`super::table`].
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
+
+use ipnet::IpNet;
 
 use super::protocol::{
     Changes, ConnDetail, ConnRow, Connections, Filter, LimitUse, Overage, ReloadInfo, ReloadResult,
-    SortKey, Stats,
+    Stats,
 };
 use crate::config::diff;
 use crate::daemon::Daemon;
@@ -22,25 +24,78 @@ fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
-pub fn row(c: &Conn) -> ConnRow {
+/// Messages per second in and out.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Rates {
+    pub msgs_in: f64,
+    pub msgs_out: f64,
+}
+
+impl Rates {
+    /// A connection's messages over its age at `now`.
+    pub fn over_age(c: &Conn, now: Instant) -> Self {
+        let age = age_s(c, now);
+        let traffic = c.stats.traffic();
+        Rates {
+            msgs_in: per_second(traffic.msgs_in, age),
+            msgs_out: per_second(traffic.msgs_out, age),
+        }
+    }
+}
+
+/// `count` events over `secs` seconds, as a rate (0 over no time).
+pub fn per_second(count: u64, secs: f64) -> f64 {
+    if secs > 0.0 {
+        count as f64 / secs
+    } else {
+        0.0
+    }
+}
+
+/// Seconds since the connection was admitted, at `now`.
+pub fn age_s(c: &Conn, now: Instant) -> f64 {
+    now.saturating_duration_since(c.started).as_secs_f64()
+}
+
+/// Seconds since the last inbound data message (or the connect), at `now`:
+/// [`Conn::idle_secs`] without reading the clock for every connection.
+pub fn idle_s(c: &Conn, now: Instant) -> f64 {
+    let last = c.stats.last_active_ms.load(Ordering::Relaxed);
+    let age_ms = now.saturating_duration_since(c.started).as_millis() as u64;
+    age_ms.saturating_sub(last) as f64 / 1000.0
+}
+
+/// The last ping round trip in milliseconds, if there was one.
+pub fn rtt_ms(c: &Conn) -> Option<f64> {
+    let rtt = c.stats.rtt_us.load(Ordering::Relaxed);
+    (rtt > 0).then(|| rtt as f64 / 1000.0)
+}
+
+/// A connection's row at `now`; `rates` are put in (`watch` only).
+pub fn row_at(c: &Conn, now: Instant, rates: Option<Rates>) -> ConnRow {
     let s = &c.stats;
-    let rtt = s.rtt_us.load(Ordering::Relaxed);
     ConnRow {
         id: c.id,
         route: c.route.to_string(),
         user: c.user.as_ref().map(|u| u.to_string()),
         ip: c.ip.to_string(),
         connected_at: rfc3339(c.connected_at),
-        age_s: c.started.elapsed().as_secs_f64(),
-        idle_s: c.idle_secs(),
+        age_s: age_s(c, now),
+        idle_s: idle_s(c, now),
         msgs_in: s.msgs_in.load(Ordering::Relaxed),
         msgs_out: s.msgs_out.load(Ordering::Relaxed),
         bytes_in: s.bytes_in.load(Ordering::Relaxed),
         bytes_out: s.bytes_out.load(Ordering::Relaxed),
         queue: c.queue_depth(),
         subscriptions: c.subscription_count(),
-        rtt_ms: (rtt > 0).then(|| rtt as f64 / 1000.0),
+        rtt_ms: rtt_ms(c),
+        in_rate: rates.map(|r| r.msgs_in),
+        out_rate: rates.map(|r| r.msgs_out),
     }
+}
+
+pub fn row(c: &Conn) -> ConnRow {
+    row_at(c, Instant::now(), None)
 }
 
 pub fn detail(c: &Conn) -> ConnDetail {
@@ -50,58 +105,53 @@ pub fn detail(c: &Conn) -> ConnDetail {
     }
 }
 
-/// The connections a filter selects. `Err` when the filter is malformed.
-pub fn select(daemon: &Daemon, filter: &Filter) -> Result<Vec<Arc<Conn>>, String> {
-    let net = filter.network().map_err(|e| e.to_string())?;
-    Ok(daemon
-        .registry()
-        .all()
-        .into_iter()
-        .filter(|c| {
-            filter.route.as_deref().is_none_or(|r| &*c.route == r)
-                && filter
-                    .user
-                    .as_deref()
-                    .is_none_or(|u| c.user.as_deref() == Some(u))
-                && net.is_none_or(|n| n.contains(&c.ip))
-                && filter
-                    .topic
-                    .as_deref()
-                    .is_none_or(|t| c.subscriptions().iter().any(|s| &**s == t))
-                && filter.min_idle_s.is_none_or(|m| c.idle_secs() >= m)
-                && filter
-                    .min_age_s
-                    .is_none_or(|m| c.started.elapsed().as_secs_f64() >= m)
-                && filter.min_queue.is_none_or(|m| c.queue_depth() >= m)
-        })
-        .collect())
+/// A filter made ready to test connections: its network parsed once.
+pub struct Selector {
+    filter: Filter,
+    net: Option<IpNet>,
 }
 
-/// Rows for `list`: sorted (largest first; by id when unsorted) and cut.
-pub fn list(conns: &[Arc<Conn>], sort: Option<SortKey>, limit: Option<usize>) -> Vec<ConnRow> {
-    let mut rows: Vec<ConnRow> = conns.iter().map(|c| row(c)).collect();
-    let key = |r: &ConnRow| -> f64 {
-        match sort {
-            None => -(r.id as f64),
-            Some(SortKey::Age) => r.age_s,
-            Some(SortKey::Idle) => r.idle_s,
-            Some(SortKey::MsgsIn) => r.msgs_in as f64,
-            Some(SortKey::MsgsOut) => r.msgs_out as f64,
-            Some(SortKey::Queue) => r.queue as f64,
-            Some(SortKey::Rtt) => r.rtt_ms.unwrap_or(-1.0),
-        }
-    };
-    rows.sort_by(|a, b| key(b).total_cmp(&key(a)).then(a.id.cmp(&b.id)));
-    if let Some(n) = limit {
-        rows.truncate(n);
+impl Selector {
+    /// `Err` when the filter is malformed (its `ip` is no address or CIDR).
+    pub fn new(filter: Filter) -> Result<Self, String> {
+        let net = filter.network().map_err(|e| e.to_string())?;
+        Ok(Self { filter, net })
     }
-    rows
+
+    /// Whether `c` matches, with its idle time and age at `now`.
+    pub fn matches(&self, c: &Conn, now: Instant) -> bool {
+        let f = &self.filter;
+        f.route.as_deref().is_none_or(|r| &*c.route == r)
+            && f.user
+                .as_deref()
+                .is_none_or(|u| c.user.as_deref() == Some(u))
+            && self.net.is_none_or(|n| n.contains(&c.ip))
+            && f.topic
+                .as_deref()
+                .is_none_or(|t| c.subscriptions().iter().any(|s| &**s == t))
+            && f.min_idle_s.is_none_or(|m| idle_s(c, now) >= m)
+            && f.min_age_s.is_none_or(|m| age_s(c, now) >= m)
+            && f.min_queue.is_none_or(|m| c.queue_depth() >= m)
+    }
+}
+
+/// The connections a filter selects. `Err` when the filter is malformed.
+pub fn select(daemon: &Daemon, filter: &Filter) -> Result<Vec<Arc<Conn>>, String> {
+    let selector = Selector::new(filter.clone())?;
+    let mut conns = daemon.registry().all();
+    let now = Instant::now();
+    conns.retain(|c| selector.matches(c, now));
+    Ok(conns)
 }
 
 pub fn stats(daemon: &Daemon) -> Stats {
+    stats_of(daemon, &daemon.registry().all())
+}
+
+/// `stats`, with `conns` the registry's connections (taken just before).
+pub fn stats_of(daemon: &Daemon, conns: &[Arc<Conn>]) -> Stats {
     let settings = daemon.settings();
     let counts = daemon.registry().counts();
-    let conns = daemon.registry().all();
     let closing = conns.iter().filter(|c| c.closing()).count();
     let mut by_state = BTreeMap::new();
     by_state.insert("open".to_string(), conns.len() - closing);

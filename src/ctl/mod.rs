@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::Serialize;
 use wsgate::config::{load::Source, settings::admin_socket_path, Config};
-use wsgate_admin_proto::{Client, ClientError, Eviction};
+use wsgate_admin_proto::{Client, ClientError, Eviction, ListSpec};
 
 use crate::cli::{self, CtlArgs, CtlCommand};
 
@@ -53,9 +53,17 @@ async fn execute(path: &Path, command: CtlCommand, out: Output) -> anyhow::Resul
         CtlCommand::Ls {
             filter,
             sort,
+            asc,
+            offset,
             limit,
         } => {
-            let rows = client.list(filter.into(), sort.map(Into::into), limit);
+            let rows = client.list_with(ListSpec {
+                filter: filter.into(),
+                sort: sort.map(Into::into),
+                order: cli::order(asc),
+                offset,
+                limit,
+            });
             out.show(&rows.await?, |r| render::connections_table(r));
         }
         CtlCommand::Show { id } => out.show(&client.show(id).await?, render::detail_text),

@@ -17,6 +17,7 @@ use crate::results::{
     ConfigResult, ConnDetail, ConnRow, DrainResult, EvictPreview, EvictResult, PublishResult,
     ReloadResult, Stats, WatchAck,
 };
+use crate::spec::{ListSpec, WatchSpec};
 
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
@@ -130,19 +131,27 @@ impl Client {
     }
 
     /// Live connections: filtered, sorted (largest first; by id when
-    /// `None`), at most `limit`.
+    /// `None`), at most `limit`. [`Client::list_with`] takes an order and
+    /// an offset too.
     pub async fn list(
         &mut self,
         filter: Filter,
         sort: Option<SortKey>,
         limit: Option<usize>,
     ) -> Result<Vec<ConnRow>, ClientError> {
-        self.request(Command::List {
+        self.list_with(ListSpec {
             filter,
             sort,
             limit,
+            ..ListSpec::default()
         })
         .await
+    }
+
+    /// Live connections: filtered, sorted, and the window `offset`..
+    /// `offset + limit` of the sorted rows.
+    pub async fn list_with(&mut self, spec: ListSpec) -> Result<Vec<ConnRow>, ClientError> {
+        self.request(spec.command()).await
     }
 
     /// One connection with its topics.
@@ -187,14 +196,25 @@ impl Client {
         self.request(Command::Config {}).await
     }
 
-    /// Turns the connection into a `watch` stream: a snapshot every
-    /// `interval` (default one second; whole milliseconds) and every event.
-    pub async fn watch(mut self, interval: Option<Duration>) -> Result<Watch, ClientError> {
-        let interval_ms = interval.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        let WatchAck { .. } = self.request(Command::Watch { interval_ms }).await?;
+    /// Turns the connection into a `watch` stream: a snapshot of every
+    /// connection every `interval` (default one second; whole
+    /// milliseconds) and every event. Shorthand for [`Client::watch_with`].
+    pub async fn watch(self, interval: Option<Duration>) -> Result<Watch, ClientError> {
+        self.watch_with(WatchSpec {
+            interval,
+            ..WatchSpec::default()
+        })
+        .await
+    }
+
+    /// Turns the connection into a `watch` stream whose snapshots show the
+    /// window of connections `spec` selects, with their rates.
+    pub async fn watch_with(mut self, spec: WatchSpec) -> Result<Watch, ClientError> {
+        let WatchAck { .. } = self.request(spec.command()).await?;
         Ok(Watch {
             lines: self.lines,
-            _write: self.write,
+            write: self.write,
+            next_id: self.next_id,
         })
     }
 
@@ -206,14 +226,7 @@ impl Client {
 
     /// Sends one command and returns its result as JSON.
     async fn call(&mut self, command: Command) -> Result<Value, ClientError> {
-        let id = self.next_id;
-        self.next_id += 1;
-        let mut line = serde_json::to_string(&Request {
-            id: Some(Value::from(id)),
-            command,
-        })
-        .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        line.push('\n');
+        let line = request_line(&mut self.next_id, command)?;
         // A refusal may already be waiting when the write fails (the daemon
         // answers a refused peer at once): read it before giving up.
         let written = self.write.write_all(line.as_bytes()).await;
@@ -232,24 +245,66 @@ impl Client {
     }
 }
 
+/// The request line for `command`, with the next id.
+fn request_line(next_id: &mut u64, command: Command) -> Result<String, ClientError> {
+    let id = *next_id;
+    *next_id += 1;
+    let mut line = serde_json::to_string(&Request {
+        id: Some(Value::from(id)),
+        command,
+    })
+    .map_err(|e| ClientError::Protocol(e.to_string()))?;
+    line.push('\n');
+    Ok(line)
+}
+
 /// A `watch` stream, after the daemon's first answer. It ends when the
 /// daemon stops ([`ClientError::Closed`]).
 pub struct Watch {
     lines: Lines<BufReader<OwnedReadHalf>>,
-    /// Kept open: the daemon reads nothing more, but closing our side would
-    /// tell it we are gone.
-    _write: OwnedWriteHalf,
+    /// Carries updates of the view; closing it would tell the daemon we
+    /// are gone.
+    write: OwnedWriteHalf,
+    next_id: u64,
 }
 
 impl Watch {
-    /// The next event. A line that is no event this crate knows is a
-    /// [`ClientError::Protocol`]; the stream goes on after it.
-    pub async fn next(&mut self) -> Result<Event, ClientError> {
-        let line = self.next_line().await?;
-        serde_json::from_str(&line).map_err(|e| ClientError::Protocol(format!("{e}: {line}")))
+    /// Replaces the view of this watch: the daemon answers on the stream
+    /// (which [`Watch::next`] skips) and sends a snapshot of the new window
+    /// at once; no event is lost meanwhile. A refused update (a bad filter)
+    /// is a [`ClientError::Daemon`] from `next`, and the old view stays.
+    /// Not cancel-safe: dropped halfway, it may leave half a line written.
+    pub async fn update(&mut self, spec: WatchSpec) -> Result<(), ClientError> {
+        let line = request_line(&mut self.next_id, spec.command())?;
+        self.write.write_all(line.as_bytes()).await?;
+        Ok(())
     }
 
-    /// The next line as the daemon wrote it (for printing it verbatim).
+    /// The next event; the answers to [`Watch::update`] are skipped, or
+    /// returned as [`ClientError::Daemon`] when they are errors. A line
+    /// that is no event this crate knows is a [`ClientError::Protocol`].
+    /// The stream goes on after either error. Cancel-safe: it may be a
+    /// branch of a `select!` (whose handler may then call
+    /// [`Watch::update`]); a line is either returned or left unread.
+    pub async fn next(&mut self) -> Result<Event, ClientError> {
+        loop {
+            let line = self.next_line().await?;
+            let not_an_event = match serde_json::from_str::<Event>(&line) {
+                Ok(event) => return Ok(event),
+                Err(e) => e,
+            };
+            match serde_json::from_str::<Response>(&line) {
+                Ok(Response { ok: true, .. }) => continue,
+                Ok(Response {
+                    error: Some(error), ..
+                }) => return Err(ClientError::Daemon(error)),
+                _ => return Err(ClientError::Protocol(format!("{not_an_event}: {line}"))),
+            }
+        }
+    }
+
+    /// The next line as the daemon wrote it (for printing it verbatim),
+    /// answers to updates included.
     pub async fn next_line(&mut self) -> Result<String, ClientError> {
         next_line(&mut self.lines).await
     }
@@ -263,6 +318,7 @@ async fn next_line(lines: &mut Lines<BufReader<OwnedReadHalf>>) -> Result<String
 mod tests {
     use super::*;
     use crate::code;
+    use crate::request::Order;
     use serde_json::json;
 
     /// A client and the daemon's end of its socket.
@@ -423,6 +479,147 @@ mod tests {
         );
         peer.await.expect("peer");
         assert!(matches!(watch.next().await, Err(ClientError::Closed)));
+    }
+
+    #[tokio::test]
+    async fn list_with_sends_the_order_and_the_offset() {
+        let (mut client, mut daemon) = pair();
+        let peer = tokio::spawn(async move {
+            let r = expect_request(&mut daemon).await;
+            assert_eq!(
+                r,
+                json!({"id": 1, "cmd": "list", "filter": {"route": "/ws"}, "sort": "user", "order": "asc", "offset": 30, "limit": 30})
+            );
+            answer(&mut daemon, r#"{"id":1,"ok":true,"result":[]}"#).await;
+        });
+        let rows = client
+            .list_with(ListSpec {
+                filter: Filter {
+                    route: Some("/ws".into()),
+                    ..Filter::default()
+                },
+                sort: Some(SortKey::User),
+                order: Some(Order::Asc),
+                offset: Some(30),
+                limit: Some(30),
+            })
+            .await;
+        assert_eq!(rows.expect("list"), vec![]);
+        peer.await.expect("peer");
+    }
+
+    #[tokio::test]
+    async fn a_watch_changes_its_window_on_the_same_stream() {
+        let (client, mut daemon) = pair();
+        let peer = tokio::spawn(async move {
+            let r = expect_request(&mut daemon).await;
+            assert_eq!(
+                r,
+                json!({"id": 1, "cmd": "watch", "interval_ms": 200, "sort": "in_rate", "limit": 2})
+            );
+            answer(
+                &mut daemon,
+                r#"{"id":1,"ok":true,"result":{"watching":true}}"#,
+            )
+            .await;
+            answer(&mut daemon, r#"{"event":"lagged","missed":1}"#).await;
+            let r = expect_request(&mut daemon).await;
+            assert_eq!(
+                r,
+                json!({"id": 2, "cmd": "watch", "interval_ms": 200, "sort": "in_rate", "offset": 2, "limit": 2})
+            );
+            answer(
+                &mut daemon,
+                r#"{"id":2,"ok":true,"result":{"watching":true}}"#,
+            )
+            .await;
+            answer(&mut daemon, r#"{"event":"lagged","missed":2}"#).await;
+            let r = expect_request(&mut daemon).await;
+            assert_eq!(r["id"], 3);
+            answer(
+                &mut daemon,
+                r#"{"id":3,"ok":false,"error":{"code":"bad_arguments","message":"`ten` is not an IP address or CIDR"}}"#,
+            )
+            .await;
+            answer(&mut daemon, r#"{"event":"lagged","missed":3}"#).await;
+        });
+        let page = WatchSpec {
+            interval: Some(Duration::from_millis(200)),
+            sort: Some(SortKey::InRate),
+            limit: Some(2),
+            ..WatchSpec::default()
+        };
+        let mut watch = client.watch_with(page.clone()).await.expect("watching");
+        assert_eq!(
+            watch.next().await.expect("event"),
+            Event::Lagged { missed: 1 }
+        );
+        let next_page = WatchSpec {
+            offset: Some(2),
+            ..page.clone()
+        };
+        watch.update(next_page).await.expect("update");
+        // The update's answer is skipped.
+        assert_eq!(
+            watch.next().await.expect("event"),
+            Event::Lagged { missed: 2 }
+        );
+        let bad = WatchSpec {
+            filter: Filter {
+                ip: Some("ten".into()),
+                ..Filter::default()
+            },
+            ..page
+        };
+        watch.update(bad).await.expect("update");
+        let e = watch.next().await.expect_err("refused");
+        assert!(
+            matches!(&e, ClientError::Daemon(b) if b.code == code::BAD_ARGUMENTS),
+            "{e:?}"
+        );
+        // The stream goes on.
+        assert_eq!(
+            watch.next().await.expect("event"),
+            Event::Lagged { missed: 3 }
+        );
+        peer.await.expect("peer");
+        assert!(matches!(watch.next().await, Err(ClientError::Closed)));
+    }
+
+    #[tokio::test]
+    async fn next_races_other_work_and_the_handler_may_update() {
+        let (client, mut daemon) = pair();
+        let peer = tokio::spawn(async move {
+            expect_request(&mut daemon).await;
+            answer(
+                &mut daemon,
+                r#"{"id":1,"ok":true,"result":{"watching":true}}"#,
+            )
+            .await;
+            let r = expect_request(&mut daemon).await;
+            assert_eq!(r, json!({"id": 2, "cmd": "watch", "limit": 5}));
+            answer(
+                &mut daemon,
+                r#"{"id":2,"ok":true,"result":{"watching":true}}"#,
+            )
+            .await;
+            answer(&mut daemon, r#"{"event":"lagged","missed":7}"#).await;
+        });
+        let mut watch = client.watch(None).await.expect("watching");
+        // A key press wins over the stream: `next` is dropped unfinished.
+        tokio::select! {
+            biased;
+            _ = std::future::ready(()) => {
+                let spec = WatchSpec { limit: Some(5), ..WatchSpec::default() };
+                watch.update(spec).await.expect("update");
+            }
+            e = watch.next() => panic!("nothing was sent yet: {e:?}"),
+        }
+        assert_eq!(
+            watch.next().await.expect("event"),
+            Event::Lagged { missed: 7 }
+        );
+        peer.await.expect("peer");
     }
 
     #[tokio::test]

@@ -9,8 +9,17 @@ use crate::results::{ConnRow, Stats};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
+    /// The stats and the watcher's window of connections, with their
+    /// rates.
     Snapshot {
         stats: Box<Stats>,
+        /// How many connections the filter selected, before offset and
+        /// limit (0 from a daemon older than this field).
+        #[serde(default)]
+        matched: usize,
+        /// How many of the sorted rows were skipped before `connections`.
+        #[serde(default)]
+        offset: usize,
         connections: Vec<ConnRow>,
     },
     Connected {
@@ -49,6 +58,8 @@ pub enum Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::results::Connections;
+    use std::collections::BTreeMap;
 
     /// Each line from docs/admin-protocol.md reads as `event` and is
     /// written back byte for byte.
@@ -105,6 +116,93 @@ mod tests {
             r#"{"event":"lagged","missed":92}"#,
             Event::Lagged { missed: 92 },
         );
+    }
+
+    #[test]
+    fn a_snapshot_carries_its_window_and_rates() {
+        let stats = Stats {
+            version: "0.1.0".into(),
+            uptime_s: 2.5,
+            config_path: None,
+            last_reload: None,
+            draining: false,
+            connections: Connections {
+                total: 5,
+                by_route: BTreeMap::from([("/ws".to_string(), 5)]),
+                by_state: BTreeMap::from([("closing".to_string(), 0), ("open".to_string(), 5)]),
+                ips: 1,
+                users: 0,
+            },
+            limits: vec![],
+            rejections: BTreeMap::new(),
+            closes: BTreeMap::new(),
+            messages_in: 4,
+            messages_out: 4,
+            bytes_in: 20,
+            bytes_out: 20,
+            publishes: BTreeMap::new(),
+            slow_consumer_closes: 0,
+            rate_limited: BTreeMap::new(),
+            topics: 0,
+        };
+        let row = ConnRow {
+            id: 4,
+            route: "/ws".into(),
+            user: None,
+            ip: "127.0.0.1".into(),
+            connected_at: "2026-11-22T07:13:14.631Z".into(),
+            age_s: 2.0,
+            idle_s: 0.5,
+            msgs_in: 4,
+            msgs_out: 4,
+            bytes_in: 20,
+            bytes_out: 20,
+            queue: 0,
+            subscriptions: 0,
+            rtt_ms: None,
+            in_rate: Some(4.0),
+            out_rate: Some(0.0),
+        };
+        documented(
+            concat!(
+                r#"{"event":"snapshot","stats":{"version":"0.1.0","uptime_s":2.5,"config_path":null,"last_reload":null,"draining":false,"#,
+                r#""connections":{"total":5,"by_route":{"/ws":5},"by_state":{"closing":0,"open":5},"ips":1,"users":0},"limits":[],"#,
+                r#""rejections":{},"closes":{},"messages_in":4,"messages_out":4,"bytes_in":20,"bytes_out":20,"publishes":{},"#,
+                r#""slow_consumer_closes":0,"rate_limited":{},"topics":0},"matched":5,"offset":3,"connections":[{"id":4,"route":"/ws","#,
+                r#""user":null,"ip":"127.0.0.1","connected_at":"2026-11-22T07:13:14.631Z","age_s":2.0,"idle_s":0.5,"msgs_in":4,"#,
+                r#""msgs_out":4,"bytes_in":20,"bytes_out":20,"queue":0,"subscriptions":0,"rtt_ms":null,"in_rate":4.0,"out_rate":0.0}]}"#,
+            ),
+            Event::Snapshot {
+                stats: Box::new(stats.clone()),
+                matched: 5,
+                offset: 3,
+                connections: vec![row],
+            },
+        );
+        // A snapshot from a daemon without windows reads as offset 0.
+        let old = serde_json::to_value(Event::Snapshot {
+            stats: Box::new(stats),
+            matched: 0,
+            offset: 0,
+            connections: vec![],
+        })
+        .map(|mut v| {
+            if let Some(o) = v.as_object_mut() {
+                o.remove("matched");
+                o.remove("offset");
+            }
+            v
+        })
+        .expect("a value");
+        let back: Event = serde_json::from_value(old).expect("parses");
+        assert!(matches!(
+            back,
+            Event::Snapshot {
+                matched: 0,
+                offset: 0,
+                ..
+            }
+        ));
     }
 
     #[test]

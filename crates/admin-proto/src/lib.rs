@@ -11,15 +11,16 @@
 //!
 //! The parts:
 //!
-//! - requests: [`Request`], [`Command`], [`Filter`], [`SortKey`], and
-//!   [`parse_network`] for the "address or CIDR" of a filter;
+//! - requests: [`Request`], [`Command`], [`Filter`], [`SortKey`], [`Order`],
+//!   and [`parse_network`] for the "address or CIDR" of a filter;
 //! - answers: [`Response`], [`ErrorBody`] and the error [`code`]s;
 //! - results, one type per command: [`Stats`], [`ConnRow`], [`ConnDetail`],
 //!   [`EvictResult`], [`EvictPreview`], [`ReloadResult`], [`DrainResult`],
 //!   [`PublishResult`], [`ConfigResult`], [`WatchAck`];
 //! - the `watch` stream: [`Event`];
 //! - [`Client`]: a typed async client over tokio's `UnixStream`, with
-//!   [`Watch`] for the event stream and [`ClientError`].
+//!   [`ListSpec`] and [`WatchSpec`] for what to list and watch, [`Watch`]
+//!   for the event stream (and its updates) and [`ClientError`].
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -42,18 +43,47 @@
 //!     }
 //! }
 //! ```
+//!
+//! A console's table: the 30 busiest connections, then the next 30, on one
+//! stream that loses no event while its window changes.
+//!
+//! ```no_run
+//! use wsgate_admin_proto::{Client, ClientError, Event, SortKey, WatchSpec};
+//!
+//! async fn busiest() -> Result<(), ClientError> {
+//!     let page = WatchSpec { sort: Some(SortKey::InRate), limit: Some(30), ..WatchSpec::default() };
+//!     let admin = Client::connect("/run/wsgate/admin.sock").await?;
+//!     let mut watch = admin.watch_with(page.clone()).await?;
+//!     loop {
+//!         match watch.next().await? {
+//!             Event::Snapshot { matched, offset, connections, .. } => {
+//!                 for row in &connections {
+//!                     println!("{} {:.1} msg/s in", row.id, row.in_rate.unwrap_or(0.0));
+//!                 }
+//!                 if offset == 0 && matched > 30 {
+//!                     watch.update(WatchSpec { offset: Some(30), ..page.clone() }).await?;
+//!                 }
+//!             }
+//!             Event::Connected { id, .. } => println!("{id} connected"),
+//!             _ => {}
+//!         }
+//!     }
+//! }
+//! ```
 
 mod client;
 mod event;
 mod request;
 mod response;
 mod results;
+mod spec;
 
 pub use client::{Client, ClientError, Eviction, Watch};
 pub use event::Event;
-pub use request::{parse_network, Command, Filter, NotANetwork, Request, SortKey};
+pub use request::{parse_network, Command, Filter, NotANetwork, Order, Request, SortKey};
 pub use response::{code, ErrorBody, Response};
 pub use results::{
     Changes, ConfigResult, ConnDetail, ConnRow, Connections, DrainResult, EvictPreview,
     EvictResult, LimitUse, Overage, PublishResult, ReloadInfo, ReloadResult, Stats, WatchAck,
 };
+pub use spec::{ListSpec, WatchSpec};

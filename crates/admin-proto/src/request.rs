@@ -24,12 +24,17 @@ pub struct Request {
 pub enum Command {
     /// Counters, limits and their use, the last reload.
     Stats {},
-    /// Live connections, filtered, sorted, limited.
+    /// Live connections, filtered, sorted, windowed (`offset`, `limit`).
     List {
         #[serde(default)]
         filter: Filter,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         sort: Option<SortKey>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        order: Option<Order>,
+        /// Rows skipped after sorting, before `limit`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        offset: Option<usize>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<usize>,
     },
@@ -65,10 +70,23 @@ pub enum Command {
     Publish { topic: String, data: Value },
     /// The effective config, secrets redacted.
     Config {},
-    /// Streams snapshots every `interval_ms` and events as they happen.
+    /// Streams snapshots every `interval_ms` and events as they happen. A
+    /// snapshot shows the window of connections that the same arguments as
+    /// `list` select (every connection, by id, when none is given). Sent
+    /// again on a watching connection, it replaces that window.
     Watch {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         interval_ms: Option<u64>,
+        #[serde(default, skip_serializing_if = "Filter::is_empty")]
+        filter: Filter,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sort: Option<SortKey>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        order: Option<Order>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        offset: Option<usize>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<usize>,
     },
 }
 
@@ -128,9 +146,9 @@ pub fn parse_network(text: &str) -> Result<IpNet, NotANetwork> {
         .map_err(|_| NotANetwork(text.to_string()))
 }
 
-/// How `list` orders rows: the largest first (oldest, most idle, busiest,
-/// fullest queue, slowest round trip).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// The column `list` and `watch` sort rows by, one per field of a row (and
+/// the rates of a `watch` snapshot). Ties are ordered by id, ascending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SortKey {
     Age,
@@ -139,6 +157,48 @@ pub enum SortKey {
     MsgsOut,
     Queue,
     Rtt,
+    Id,
+    /// By byte order of the route path.
+    Route,
+    /// By byte order of the user id; anonymous (`null`) below any user.
+    User,
+    /// By byte order of the address as text (`10.0.0.10` before `10.0.0.9`).
+    Ip,
+    /// Messages in per second (in `list`: over each connection's age).
+    InRate,
+    /// Messages out per second (in `list`: over each connection's age).
+    OutRate,
+    Subscriptions,
+}
+
+impl SortKey {
+    /// Every key, in the order of the console's columns.
+    pub const ALL: &'static [SortKey] = &[
+        SortKey::Id,
+        SortKey::Route,
+        SortKey::User,
+        SortKey::Ip,
+        SortKey::Age,
+        SortKey::Idle,
+        SortKey::MsgsIn,
+        SortKey::MsgsOut,
+        SortKey::InRate,
+        SortKey::OutRate,
+        SortKey::Queue,
+        SortKey::Subscriptions,
+        SortKey::Rtt,
+    ];
+}
+
+/// Which way a sort goes. `Desc` (largest first: oldest, most idle,
+/// busiest, ...) is the default for every key; `Asc` flips it. `null`s
+/// (no user, no round trip yet) are the smallest values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Order {
+    Asc,
+    #[default]
+    Desc,
 }
 
 #[cfg(test)]
@@ -195,6 +255,108 @@ mod tests {
             serde_json::to_value([SortKey::MsgsIn, SortKey::Rtt]).expect("serialise"),
             json!(["msgs_in", "rtt"])
         );
+    }
+
+    #[test]
+    fn every_sort_key_and_order_has_its_documented_name() {
+        assert_eq!(
+            serde_json::to_value(SortKey::ALL).expect("serialise"),
+            json!([
+                "id",
+                "route",
+                "user",
+                "ip",
+                "age",
+                "idle",
+                "msgs_in",
+                "msgs_out",
+                "in_rate",
+                "out_rate",
+                "queue",
+                "subscriptions",
+                "rtt"
+            ])
+        );
+        for key in SortKey::ALL {
+            let text = serde_json::to_string(key).expect("serialise");
+            assert_eq!(serde_json::from_str::<SortKey>(&text).ok(), Some(*key));
+        }
+        assert_eq!(
+            serde_json::to_value([Order::Asc, Order::Desc]).expect("serialise"),
+            json!(["asc", "desc"])
+        );
+        assert_eq!(Order::default(), Order::Desc);
+    }
+
+    /// A request goes on the wire as `text`, and `text` reads back as the
+    /// same request.
+    fn on_the_wire(command: Command, text: &str) {
+        let request = Request {
+            id: Some(json!(1)),
+            command,
+        };
+        assert_eq!(serde_json::to_string(&request).expect("serialise"), text);
+        let back: Request = serde_json::from_str(text).expect("parses");
+        assert_eq!(serde_json::to_string(&back).expect("serialise"), text);
+    }
+
+    #[test]
+    fn list_takes_an_order_and_an_offset() {
+        on_the_wire(
+            Command::List {
+                filter: Filter::default(),
+                sort: Some(SortKey::Route),
+                order: Some(Order::Asc),
+                offset: Some(30),
+                limit: Some(30),
+            },
+            r#"{"id":1,"cmd":"list","filter":{},"sort":"route","order":"asc","offset":30,"limit":30}"#,
+        );
+        // Without them, the request of before.
+        on_the_wire(
+            Command::List {
+                filter: Filter::default(),
+                sort: Some(SortKey::Idle),
+                order: None,
+                offset: None,
+                limit: Some(3),
+            },
+            r#"{"id":1,"cmd":"list","filter":{},"sort":"idle","limit":3}"#,
+        );
+        let r: Result<Request, _> = serde_json::from_str(r#"{"cmd":"list","order":"up"}"#);
+        assert!(r.is_err());
+    }
+
+    #[test]
+    fn watch_takes_the_arguments_of_list() {
+        on_the_wire(
+            Command::Watch {
+                interval_ms: Some(500),
+                filter: Filter {
+                    route: Some("/ws".into()),
+                    ..Filter::default()
+                },
+                sort: Some(SortKey::InRate),
+                order: Some(Order::Desc),
+                offset: Some(40),
+                limit: Some(40),
+            },
+            r#"{"id":1,"cmd":"watch","interval_ms":500,"filter":{"route":"/ws"},"sort":"in_rate","order":"desc","offset":40,"limit":40}"#,
+        );
+        // Without them, the request of before: every connection, by id.
+        on_the_wire(
+            Command::Watch {
+                interval_ms: Some(250),
+                filter: Filter::default(),
+                sort: None,
+                order: None,
+                offset: None,
+                limit: None,
+            },
+            r#"{"id":1,"cmd":"watch","interval_ms":250}"#,
+        );
+        let r: Result<Request, _> = serde_json::from_str(r#"{"cmd":"watch","limt":2}"#);
+        assert!(r.is_err());
     }
 
     #[test]

@@ -29,6 +29,14 @@ pub struct ConnRow {
     pub subscriptions: usize,
     /// The last ping round trip; `null` before the first pong.
     pub rtt_ms: Option<f64>,
+    /// Messages in per second between the last two snapshot ticks of a
+    /// `watch` (over the connection's age when it is newer than the last
+    /// tick). Only in `watch` snapshots: absent from `list` and `show`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_rate: Option<f64>,
+    /// Messages out per second, like `in_rate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out_rate: Option<f64>,
 }
 
 /// `show`: a row and the topics.
@@ -247,6 +255,8 @@ mod tests {
             queue: 0,
             subscriptions: 0,
             rtt_ms,
+            in_rate: None,
+            out_rate: None,
         }
     }
 
@@ -271,6 +281,8 @@ mod tests {
             queue: 0,
             subscriptions: 2,
             rtt_ms: None,
+            in_rate: None,
+            out_rate: None,
         };
         documented(
             r#"{"age_s":8.278669052,"bytes_in":56,"bytes_out":95,"connected_at":"2026-11-22T07:13:14.629Z","id":1,"idle_s":8.278,"ip":"10.1.2.3","msgs_in":1,"msgs_out":2,"queue":0,"route":"/ws","rtt_ms":null,"subscriptions":2,"topics":["news","inbox.alice"],"user":"alice"}"#,
@@ -279,6 +291,25 @@ mod tests {
                 topics: vec!["news".into(), "inbox.alice".into()],
             },
         );
+    }
+
+    #[test]
+    fn rates_are_shown_only_when_present() {
+        let watched = ConnRow {
+            in_rate: Some(2.5),
+            out_rate: Some(0.0),
+            ..row(4, 336.683446134, 16.517, Some(0.507))
+        };
+        documented(
+            r#"{"age_s":336.683446134,"bytes_in":119,"bytes_out":119,"connected_at":"2026-11-22T07:13:14.631Z","id":4,"idle_s":16.517,"in_rate":2.5,"ip":"192.0.2.7","msgs_in":16,"msgs_out":16,"out_rate":0.0,"queue":0,"route":"/ws/echo","rtt_ms":0.507,"subscriptions":0,"user":null}"#,
+            watched,
+        );
+        // A row from an older daemon, or from `list`, has none.
+        let listed: ConnRow = serde_json::from_str(
+            r#"{"age_s":1.0,"bytes_in":0,"bytes_out":0,"connected_at":"2026-11-22T07:13:14.631Z","id":4,"idle_s":1.0,"ip":"192.0.2.7","msgs_in":0,"msgs_out":0,"queue":0,"route":"/ws/echo","rtt_ms":null,"subscriptions":0,"user":null}"#,
+        )
+        .expect("parses");
+        assert_eq!((listed.in_rate, listed.out_rate), (None, None));
     }
 
     #[test]
