@@ -4,13 +4,13 @@
 //! [`Cmd`] at a time. The watching connection carries only the stream, so
 //! commands never wait behind snapshots.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
-use wsgate_admin_proto::{Client, ClientError, Event, Eviction, Filter};
+use tokio::sync::{mpsc, watch};
+use wsgate_admin_proto::{code, Client, ClientError, Event, Eviction, Filter, Watch, WatchSpec};
 
-use super::app::Msg;
+use super::app::{Msg, Snapshot};
 use super::dialog::{Cmd, Detail, Outcome};
 
 /// The first wait before reconnecting, doubled up to [`BACKOFF_MAX`].
@@ -18,34 +18,62 @@ const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// Follows the daemon's `watch` stream until the console leaves (the
-/// channel closes).
-pub async fn watch(path: PathBuf, interval: Duration, tx: mpsc::Sender<Msg>) {
+/// channel closes). The window comes from `view`; a change of it goes to
+/// the daemon as an update on the same stream, so no event is lost. A
+/// daemon whose `watch` takes no window is watched whole.
+pub async fn watch(
+    path: PathBuf,
+    interval: Duration,
+    mut view: watch::Receiver<WatchSpec>,
+    tx: mpsc::Sender<Msg>,
+) {
     let mut backoff = BACKOFF_MIN;
     loop {
-        let why = match Client::connect(&path).await {
-            Ok(client) => match client.watch(Some(interval)).await {
-                Ok(mut stream) => {
-                    if tx.send(Msg::Connected).await.is_err() {
+        let why = match open(&path, interval, &mut view).await {
+            Ok((mut stream, windows)) => {
+                if tx.send(Msg::Connected { windows }).await.is_err() {
+                    return;
+                }
+                backoff = BACKOFF_MIN;
+                loop {
+                    let next = tokio::select! {
+                        next = stream.next() => next,
+                        changed = view.changed(), if windows => {
+                            if changed.is_err() {
+                                return;
+                            }
+                            let spec = with_interval(&view.borrow_and_update(), interval);
+                            match stream.update(spec).await {
+                                Ok(()) => continue,
+                                Err(e) => break describe(&e),
+                            }
+                        }
+                    };
+                    let msg = match next {
+                        Ok(Event::Snapshot {
+                            stats,
+                            matched,
+                            offset,
+                            connections,
+                        }) => Msg::Snapshot(Snapshot {
+                            stats,
+                            matched,
+                            offset,
+                            rows: connections,
+                        }),
+                        Ok(event) => Msg::Event(event),
+                        // An event this console does not know.
+                        Err(ClientError::Protocol(_)) => continue,
+                        Err(ClientError::Daemon(e)) => {
+                            Msg::Refused(format!("watch: {}: {}", e.code, e.message))
+                        }
+                        Err(e) => break describe(&e),
+                    };
+                    if tx.send(msg).await.is_err() {
                         return;
                     }
-                    backoff = BACKOFF_MIN;
-                    loop {
-                        let msg = match stream.next().await {
-                            Ok(Event::Snapshot {
-                                stats, connections, ..
-                            }) => Msg::Snapshot(stats, connections),
-                            Ok(event) => Msg::Event(event),
-                            // An event this console does not know.
-                            Err(ClientError::Protocol(_)) => continue,
-                            Err(e) => break describe(&e),
-                        };
-                        if tx.send(msg).await.is_err() {
-                            return;
-                        }
-                    }
                 }
-                Err(e) => describe(&e),
-            },
+            }
             Err(e) => describe(&e),
         };
         if tx.send(Msg::Disconnected(why)).await.is_err() {
@@ -53,6 +81,30 @@ pub async fn watch(path: PathBuf, interval: Duration, tx: mpsc::Sender<Msg>) {
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// A watch stream of the current window, or of everything from a daemon
+/// that refuses windows; whether it takes windows.
+async fn open(
+    path: &Path,
+    interval: Duration,
+    view: &mut watch::Receiver<WatchSpec>,
+) -> Result<(Watch, bool), ClientError> {
+    let spec = with_interval(&view.borrow_and_update(), interval);
+    match Client::connect(path).await?.watch_with(spec).await {
+        Err(ClientError::Daemon(e)) if e.code == code::BAD_ARGUMENTS => {
+            let whole = Client::connect(path).await?.watch(Some(interval)).await?;
+            Ok((whole, false))
+        }
+        stream => Ok((stream?, true)),
+    }
+}
+
+fn with_interval(spec: &WatchSpec, interval: Duration) -> WatchSpec {
+    WatchSpec {
+        interval: Some(interval),
+        ..spec.clone()
     }
 }
 

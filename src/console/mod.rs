@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use wsgate_admin_proto::Client;
 
 use crate::cli::ConsoleArgs;
@@ -80,13 +80,14 @@ async fn session(
     let (tx, mut rx) = mpsc::channel(INBOX);
     let (cmd_tx, cmd_rx) = mpsc::channel(OUTBOX);
     terminal::forward_input(tx.clone());
-    tokio::spawn(link::watch(path.clone(), interval, tx.clone()));
-    tokio::spawn(link::commands(path.clone(), commands, cmd_rx, tx.clone()));
-    tokio::spawn(signals(tx.clone()));
-    tokio::spawn(ticks(tx));
     let size = terminal.size()?;
     let color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let mut app = App::new(path.display().to_string(), color, (size.width, size.height));
+    let (view_tx, view) = watch::channel(app.watch_spec());
+    tokio::spawn(link::watch(path.clone(), interval, view, tx.clone()));
+    tokio::spawn(link::commands(path.clone(), commands, cmd_rx, tx.clone()));
+    tokio::spawn(signals(tx.clone()));
+    tokio::spawn(ticks(tx));
     loop {
         terminal.draw(|f| draw::render(&app, f))?;
         let Some(msg) = rx.recv().await else {
@@ -102,6 +103,14 @@ async fn session(
             // shows nothing new for that key, and the operator tries again.
             let _ = cmd_tx.try_send(cmd);
         }
+        // A new window (scrolled, sorted, filtered, resized) goes to the
+        // daemon's watch.
+        view_tx.send_if_modified(|view| {
+            let now = app.watch_spec();
+            let changed = *view != now;
+            *view = now;
+            changed
+        });
         if app.quit {
             return Ok(());
         }

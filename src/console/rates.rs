@@ -1,6 +1,7 @@
-//! Rates from successive snapshots: per connection (msgs in/s, out/s) and
-//! for the daemon (the sparklines' ring buffers), over the daemon's own
-//! clock (`uptime_s`), so a late snapshot does not inflate a rate.
+//! Rates from successive snapshots: per connection (msgs in/s, out/s; the
+//! daemon's own `in_rate`/`out_rate` where a row has them) and for the
+//! daemon (the sparklines' ring buffers), over the daemon's own clock
+//! (`uptime_s`), so a late snapshot does not inflate a rate.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -40,7 +41,13 @@ impl ConnRates {
         }
         let mut rates = HashMap::with_capacity(rows.len());
         for row in rows {
+            // The daemon's own rate, where it measures one.
+            let daemon = row.in_rate.zip(row.out_rate).map(|(i, o)| Rate {
+                msgs_in: i,
+                msgs_out: o,
+            });
             let rate = match (self.prev.get(&row.id), dt) {
+                _ if daemon.is_some() => daemon,
                 (Some(&(i, o)), Some(dt)) => Some(Rate {
                     msgs_in: row.msgs_in.saturating_sub(i) as f64 / dt,
                     msgs_out: row.msgs_out.saturating_sub(o) as f64 / dt,

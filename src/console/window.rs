@@ -1,13 +1,14 @@
-//! The rows the table shows: the columns, the sort, and [`window`], which
-//! filters, sorts and cuts the page out of a snapshot.
+//! The rows the table shows: the columns, the sort, and the page.
 //!
-//! [`window`] is the one place that does this in the console. When the
-//! daemon's `watch` takes `filter`, `sort`, `order`, `offset` and `limit`,
-//! the same [`Spec`] is sent to it instead and the snapshot *is* the window.
+//! The daemon's `watch` takes the window ([`Spec::watch_spec`]): its
+//! snapshot *is* the page, placed by [`daemon_page`]. Free words of the
+//! filter are no protocol filter: then the daemon sends every connection
+//! its selectors match and [`window`] filters, sorts and cuts the page
+//! here, as it does for a daemon whose `watch` takes no window.
 
 use std::cmp::Ordering;
 
-use wsgate_admin_proto::ConnRow;
+use wsgate_admin_proto::{ConnRow, Order, SortKey, WatchSpec};
 
 use super::filter::{Members, Query};
 use super::rates::{ConnRates, Rate};
@@ -58,6 +59,23 @@ impl Column {
             Column::Queue => "QUEUE",
             Column::Subscriptions => "SUBS",
             Column::Rtt => "RTT",
+        }
+    }
+
+    /// The protocol's sort key for this column.
+    pub fn sort_key(self) -> SortKey {
+        match self {
+            Column::Id => SortKey::Id,
+            Column::Route => SortKey::Route,
+            Column::User => SortKey::User,
+            Column::Ip => SortKey::Ip,
+            Column::Age => SortKey::Age,
+            Column::Idle => SortKey::Idle,
+            Column::InRate => SortKey::InRate,
+            Column::OutRate => SortKey::OutRate,
+            Column::Queue => SortKey::Queue,
+            Column::Subscriptions => SortKey::Subscriptions,
+            Column::Rtt => SortKey::Rtt,
         }
     }
 
@@ -114,6 +132,34 @@ impl Default for Spec {
             offset: 0,
             limit: 20,
         }
+    }
+}
+
+impl Spec {
+    /// Whether the daemon can select the page itself (no free words).
+    pub fn daemon_pages(&self) -> bool {
+        self.query.words.is_empty()
+    }
+
+    /// What to ask the daemon's `watch` for: the page, or (with free words)
+    /// every connection the selectors match, sorted. The interval is the
+    /// watch task's.
+    pub fn watch_spec(&self) -> WatchSpec {
+        let mut spec = WatchSpec {
+            filter: self.query.filter.clone(),
+            sort: Some(self.sort.sort_key()),
+            order: Some(if self.descending {
+                Order::Desc
+            } else {
+                Order::Asc
+            }),
+            ..WatchSpec::default()
+        };
+        if self.daemon_pages() {
+            spec.offset = Some(self.offset);
+            spec.limit = Some(self.limit);
+        }
+        spec
     }
 }
 
@@ -181,6 +227,39 @@ pub fn window(
         offset,
     };
     (page, cursor)
+}
+
+/// Places the selection on a page the daemon selected (`rows`, the rows
+/// from `page_offset` of `matched`): on `keep` if the page has it, else at
+/// `cursor`, clamped to the matches. Returns the page, the selection's
+/// position and the offset to ask for next, so that the selection is on
+/// the page (the daemon answers a changed window with a snapshot at once).
+pub fn daemon_page(
+    rows: &[ConnRow],
+    rates: &ConnRates,
+    (matched, page_offset): (usize, usize),
+    spec: &Spec,
+    cursor: usize,
+    keep: Option<u64>,
+) -> (Window, usize, usize) {
+    let found = keep
+        .and_then(|id| rows.iter().position(|r| r.id == id))
+        .map(|i| page_offset + i);
+    let cursor = found.unwrap_or(cursor).min(matched.saturating_sub(1));
+    let offset = place(spec.offset, cursor, spec.limit, matched);
+    let rows = rows
+        .iter()
+        .map(|c| Row {
+            conn: c.clone(),
+            rate: rates.get(c.id),
+        })
+        .collect();
+    let page = Window {
+        rows,
+        matched,
+        offset: page_offset,
+    };
+    (page, cursor, offset)
 }
 
 /// Where the page starts: where it was, moved just enough to show the
@@ -254,5 +333,47 @@ mod tests {
         // A cursor past the end is the last row.
         let (w, cursor) = window(&rows, &rates, &members, &spec, 99, Some(42));
         assert_eq!((ids(&w), cursor), (vec![3, 4], 3));
+    }
+
+    #[test]
+    fn the_daemon_gets_the_window_or_the_selectors() {
+        let spec = Spec {
+            query: Query::parse("user:alice").expect("valid"),
+            sort: Column::InRate,
+            descending: true,
+            offset: 30,
+            limit: 30,
+        };
+        let w = spec.watch_spec();
+        assert_eq!(w.filter.user.as_deref(), Some("alice"));
+        assert_eq!(
+            (w.sort, w.order, w.offset, w.limit),
+            (Some(SortKey::InRate), Some(Order::Desc), Some(30), Some(30))
+        );
+        let spec = Spec {
+            query: Query::parse("user:alice echo").expect("valid"),
+            ..spec
+        };
+        let w = spec.watch_spec();
+        assert_eq!((w.offset, w.limit), (None, None));
+        assert_eq!(w.filter.user.as_deref(), Some("alice"));
+    }
+
+    #[test]
+    fn a_daemon_page_keeps_the_selection_or_asks_for_the_page_with_it() {
+        let (_, rows) = testdata::snapshot();
+        let rates = ConnRates::default();
+        let spec = Spec {
+            limit: 2,
+            offset: 2,
+            ..Spec::default()
+        };
+        // Rows 3 and 4 of 10 matches; connection 4 is kept.
+        let page = &rows[2..];
+        let (w, cursor, ask) = daemon_page(page, &rates, (10, 2), &spec, 0, Some(4));
+        assert_eq!((ids(&w), w.matched, cursor, ask), (vec![3, 4], 10, 3, 2));
+        // End: the last page is asked for.
+        let (_, cursor, ask) = daemon_page(page, &rates, (10, 2), &spec, usize::MAX, None);
+        assert_eq!((cursor, ask), (9, 8));
     }
 }

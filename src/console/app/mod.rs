@@ -11,23 +11,39 @@ use super::events::{EventLog, Tone};
 use super::filter::Members;
 use super::input::{self, Action, Mode};
 use super::rates::{ConnRates, History};
-use super::window::{window, Spec, Window};
+use super::window::{daemon_page, window, Spec, Window};
+use wsgate_admin_proto::WatchSpec;
 
 /// Everything that happens to the console, in one stream.
 #[derive(Debug)]
 pub enum Msg {
     Key(KeyEvent),
     Resize(u16, u16),
-    Snapshot(Box<Stats>, Vec<ConnRow>),
+    Snapshot(Snapshot),
     Event(Event),
     Command(Outcome),
-    /// The watch stream is (again) up.
-    Connected,
+    /// The watch stream is (again) up; `windows`: its snapshots show the
+    /// window the console asks for (else every connection).
+    Connected {
+        windows: bool,
+    },
+    /// The daemon refused a change of the watch's window.
+    Refused(String),
     /// The watch stream ended; why.
     Disconnected(String),
     Tick,
     /// SIGTERM or SIGHUP to the console: leave.
     Signal,
+}
+
+/// A `watch` snapshot: the stats, and the rows from `offset` of the
+/// `matched` connections its window selects.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub stats: Box<Stats>,
+    pub matched: usize,
+    pub offset: usize,
+    pub rows: Vec<ConnRow>,
 }
 
 /// Which view the middle of the screen shows.
@@ -72,8 +88,14 @@ pub struct App {
     pub color: bool,
     pub socket: String,
     pub stats: Option<Box<Stats>>,
-    /// The last snapshot's rows, for the local [`window`].
+    /// The last snapshot's rows: every connection (for the local
+    /// [`window`]), or the daemon's page.
     all: Vec<ConnRow>,
+    /// The daemon's page: (matched, offset); `None` when `all` is every
+    /// connection the selectors match.
+    page: Option<(usize, usize)>,
+    /// Whether the daemon's `watch` takes windows.
+    windows: bool,
     rates: ConnRates,
     pub history: History,
     pub members: Members,
@@ -107,6 +129,8 @@ impl App {
             socket,
             stats: None,
             all: Vec::new(),
+            page: None,
+            windows: false,
             rates: ConnRates::default(),
             history: History::default(),
             members: Members::new(),
@@ -141,6 +165,11 @@ impl App {
         self.window.rows.get(i)
     }
 
+    /// What the watch should show; the loop sends it when it changes.
+    pub fn watch_spec(&self) -> WatchSpec {
+        self.spec.watch_spec()
+    }
+
     /// Seconds left before a drain closes what remains (from the first
     /// snapshot that showed it, so it may be up to an interval late).
     pub fn drain_left(&self) -> Option<f64> {
@@ -156,13 +185,18 @@ impl App {
                 self.resize((w, h));
                 self.refresh()
             }
-            Msg::Snapshot(stats, rows) => self.snapshot(stats, rows),
+            Msg::Snapshot(snapshot) => self.snapshot(snapshot),
             Msg::Event(e) => {
                 self.events.push(&e, clock());
                 Vec::new()
             }
             Msg::Command(outcome) => self.outcome(outcome),
-            Msg::Connected => {
+            Msg::Refused(e) => {
+                self.say(Tone::Bad, &e);
+                Vec::new()
+            }
+            Msg::Connected { windows } => {
+                self.windows = windows;
                 self.link = Link::Up;
                 if self.drain == Drain::Stopped {
                     self.drain = Drain::Idle;
@@ -205,8 +239,15 @@ impl App {
         self.spec.limit = super::draw::table_rows(size.0, size.1).max(1);
     }
 
-    fn snapshot(&mut self, stats: Box<Stats>, rows: Vec<ConnRow>) -> Vec<Cmd> {
+    fn snapshot(&mut self, snapshot: Snapshot) -> Vec<Cmd> {
+        let Snapshot {
+            stats,
+            matched,
+            offset,
+            rows,
+        } = snapshot;
         self.link = Link::Up;
+        self.page = (self.windows && self.spec.daemon_pages()).then_some((matched, offset));
         self.rates.update(stats.uptime_s, &rows);
         self.history.update(&stats);
         if stats.draining && self.drain == Drain::Idle {
@@ -231,6 +272,8 @@ impl App {
     /// topics (the rows carry no topics).
     pub(super) fn ask_members_and_refresh(&mut self) -> Vec<Cmd> {
         let topics = self.spec.query.topics().into_iter();
+        // The daemon selects a `topic:` itself.
+        let topics = topics.filter(|_| !(self.windows && self.spec.daemon_pages()));
         let mut cmds: Vec<Cmd> = topics.map(Cmd::Members).collect();
         cmds.extend(self.refresh());
         cmds
@@ -241,19 +284,35 @@ impl App {
     /// the daemon's `watch` takes the window, the spec goes to it instead
     /// and its snapshot is the page.)
     pub(super) fn refresh(&mut self) -> Vec<Cmd> {
-        let (page, cursor) = window(
-            &self.all,
-            &self.rates,
-            &self.members,
-            &self.spec,
-            self.cursor,
-            self.selected,
-        );
+        let (page, cursor, offset) = match self.page {
+            Some(at) => {
+                let keep = self.selected;
+                daemon_page(&self.all, &self.rates, at, &self.spec, self.cursor, keep)
+            }
+            None => {
+                let (page, cursor) = window(
+                    &self.all,
+                    &self.rates,
+                    &self.members,
+                    &self.spec,
+                    self.cursor,
+                    self.selected,
+                );
+                let offset = page.offset;
+                (page, cursor, offset)
+            }
+        };
         self.cursor = cursor;
-        self.spec.offset = page.offset;
+        self.spec.offset = offset;
         self.window = page;
         let before = self.selected;
-        self.selected = self.selected_row().map(|r| r.conn.id);
+        // Off the daemon's page (a move past it), the selection waits for
+        // the page that has it.
+        if let Some(id) = self.selected_row().map(|r| r.conn.id) {
+            self.selected = Some(id);
+        } else if self.page.is_none() || self.window.rows.is_empty() {
+            self.selected = None;
+        }
         match self.selected {
             Some(id) if before != Some(id) => {
                 self.detail = None;

@@ -4,14 +4,24 @@ use super::*;
 use crate::console::testdata;
 use crate::console::window::Column;
 use ratatui::crossterm::event::{KeyCode, KeyModifiers};
-use wsgate_admin_proto::{Changes, Eviction, Filter, ReloadResult};
+use wsgate_admin_proto::{Changes, ConnRow, Eviction, Filter, ReloadResult, Stats};
 
 pub(crate) fn app_with_snapshot() -> App {
     let mut app = App::new("/tmp/admin.sock".into(), true, (120, 36));
     let (stats, rows) = testdata::snapshot();
-    app.update(Msg::Connected);
-    app.update(Msg::Snapshot(Box::new(stats), rows));
+    app.update(Msg::Connected { windows: false });
+    app.update(snapshot_msg(stats, rows));
     app
+}
+
+/// A snapshot of every connection, as from a daemon without windows.
+pub(crate) fn snapshot_msg(stats: Stats, rows: Vec<ConnRow>) -> Msg {
+    Msg::Snapshot(Snapshot {
+        stats: Box::new(stats),
+        matched: rows.len(),
+        offset: 0,
+        rows,
+    })
 }
 
 pub(crate) fn keys(app: &mut App, text: &str) -> Vec<Cmd> {
@@ -45,7 +55,7 @@ fn the_selection_stays_on_its_id_and_moves_to_the_neighbour() {
     // Connection 2 closes: the row that takes its place is selected.
     let (stats, mut rows) = testdata::snapshot();
     rows.retain(|r| r.id != 2);
-    let cmds = app.update(Msg::Snapshot(Box::new(stats), rows));
+    let cmds = app.update(snapshot_msg(stats, rows));
     assert_eq!(app.selected, Some(1));
     assert_eq!(cmds, [Cmd::Show(1)]);
     press(&mut app, KeyCode::Home);
@@ -59,7 +69,7 @@ fn sort_cycles_columns_and_the_page_follows_the_cursor() {
     let mut app = App::new("s".into(), true, (80, 24));
     app.spec.limit = 2;
     let (stats, rows) = testdata::snapshot();
-    app.update(Msg::Snapshot(Box::new(stats), rows));
+    app.update(snapshot_msg(stats, rows));
     assert_eq!(ids(&app), [1, 2]);
     press(&mut app, KeyCode::Char('G'));
     assert_eq!((ids(&app), app.window.offset), (vec![3, 4], 2));
@@ -207,7 +217,7 @@ fn drain_needs_the_word_and_is_followed_until_the_daemon_stops() {
         .as_ref()
         .is_some_and(|b| b.lines[0].contains("daemon stopped")));
     assert!(matches!(app.link, Link::Down(_)));
-    app.update(Msg::Connected);
+    app.update(Msg::Connected { windows: false });
     assert_eq!((app.drain, app.link.clone()), (Drain::Idle, Link::Up));
 }
 
@@ -234,10 +244,63 @@ fn a_drain_seen_in_snapshots_counts_down_its_timeout() {
     app.update(Msg::Command(Outcome::DrainTimeout(Ok(Some(30.0)))));
     let (mut stats, rows) = testdata::snapshot();
     stats.draining = true;
-    app.update(Msg::Snapshot(Box::new(stats.clone()), rows.clone()));
+    app.update(snapshot_msg(stats.clone(), rows.clone()));
     assert_eq!(app.drain, Drain::Following);
     assert_eq!(app.drain_left(), Some(30.0));
     stats.uptime_s += 5.0;
-    app.update(Msg::Snapshot(Box::new(stats), rows));
+    app.update(snapshot_msg(stats, rows));
     assert_eq!(app.drain_left(), Some(25.0));
+}
+
+#[test]
+fn with_daemon_windows_the_snapshot_is_the_page_and_moves_ask_for_another() {
+    let mut app = App::new("s".into(), true, (80, 24));
+    app.update(Msg::Connected { windows: true });
+    let (stats, rows) = testdata::snapshot();
+    app.spec.limit = 2;
+    // The daemon's first page: rows 1 and 2 of 40.
+    let page = |offset: usize, ids: &[u64]| {
+        let rows = rows
+            .iter()
+            .filter(|r| ids.contains(&r.id))
+            .cloned()
+            .collect();
+        Msg::Snapshot(Snapshot {
+            stats: Box::new(stats.clone()),
+            matched: 40,
+            offset,
+            rows,
+        })
+    };
+    app.update(page(0, &[1, 2]));
+    assert_eq!(
+        (ids(&app), app.window.matched, app.selected),
+        (vec![1, 2], 40, Some(1))
+    );
+    assert_eq!(
+        (app.watch_spec().offset, app.watch_spec().limit),
+        (Some(0), Some(2))
+    );
+    press(&mut app, KeyCode::End);
+    assert_eq!(app.watch_spec().offset, Some(38));
+    app.update(page(38, &[3, 4]));
+    assert_eq!((app.cursor, app.selected), (39, Some(4)));
+    // Sorted by rate, descending: the daemon is asked for it.
+    keys(&mut app, "ssssss");
+    keys(&mut app, "o");
+    let spec = app.watch_spec();
+    assert_eq!(
+        (spec.sort, spec.order),
+        (
+            Some(wsgate_admin_proto::SortKey::InRate),
+            Some(wsgate_admin_proto::Order::Desc)
+        )
+    );
+    // Free words: every selector match comes, the console cuts the page.
+    keys(&mut app, "/alice");
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(
+        (app.watch_spec().offset, app.watch_spec().limit),
+        (None, None)
+    );
 }

@@ -5,7 +5,7 @@ use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::KeyCode;
 use ratatui::Terminal;
 
-use crate::console::app::tests::{app_with_snapshot, key, keys};
+use crate::console::app::tests::{app_with_snapshot, key, keys, snapshot_msg};
 use crate::console::app::{App, Msg};
 use crate::console::dialog::Outcome;
 use crate::console::testdata;
@@ -129,7 +129,7 @@ fn eighty_by_twenty_four_lays_out_without_overlap() {
 fn no_color_is_monochrome_with_a_reversed_selection() {
     let (stats, rows) = testdata::snapshot();
     let mut app = App::new("s".into(), false, (80, 24));
-    app.update(Msg::Snapshot(Box::new(stats), rows));
+    app.update(snapshot_msg(stats, rows));
     let mut terminal = Terminal::new(TestBackend::new(80, 24)).expect("terminal");
     terminal.draw(|f| super::render(&app, f)).expect("draw");
     let buffer = terminal.backend().buffer();
