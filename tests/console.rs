@@ -381,3 +381,45 @@ async fn sigterm_and_sighup_to_the_console_restore_the_terminal() {
         );
     }
 }
+
+#[tokio::test]
+async fn sorting_by_rate_puts_the_busiest_connection_first_from_any_page() {
+    let daemon = Daemon::start(CONFIG).await;
+    let mut quiet = Vec::new();
+    for _ in 0..29 {
+        quiet.push(echo_client(&daemon).await);
+    }
+    let mut busy = echo_client(&daemon).await;
+    let console = Console::start(&socket_arg(&daemon));
+    console.wait_for(&["30 match · rows 1-18 of 30"]).await;
+    // The busy client (connection 30) is not on the first page by id.
+    console.press("End");
+    console.wait_for(&["rows 13-30"]).await;
+    // IN/s, the seventh column, largest first: the table starts again at
+    // the top.
+    console.type_text("ssssss");
+    console.type_text("o");
+    console.wait_for(&["IN/s▼"]).await;
+    let sender = tokio::spawn(async move {
+        loop {
+            if busy.send(Message::text("x")).await.is_err() {
+                return;
+            }
+            // Read the echoes so that the send queue never fills.
+            let _ = tokio::time::timeout(Duration::from_millis(20), recv(&mut busy)).await;
+        }
+    });
+    console
+        .wait_until(
+            |s| {
+                let first = s.lines().skip_while(|l| !l.contains("IN/s▼")).nth(1);
+                // ID ROUTE USER IP AGE IDLE IN/s ...
+                let cells: Vec<&str> = first.unwrap_or_default().split_whitespace().collect();
+                let rate = cells.get(6).and_then(|r| r.parse::<f64>().ok());
+                cells.first() == Some(&"30") && rate.is_some_and(|r| r > 0.0)
+            },
+            "connection 30 first, with a rate",
+        )
+        .await;
+    sender.abort();
+}

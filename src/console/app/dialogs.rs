@@ -104,7 +104,9 @@ impl App {
                 self.filter_text = text;
                 self.spec.query = query;
                 self.members.clear();
-                self.ask_members_and_refresh()
+                let mut cmds: Vec<Cmd> = self.ask_members_and_refresh();
+                cmds.extend(self.reordered());
+                cmds
             }
             Err(e) => {
                 self.dialog = Some(Dialog::Filter {

@@ -322,6 +322,17 @@ impl App {
         }
     }
 
+    /// After a new sort or filter. The console follows the selected id
+    /// when it has every row; on the daemon's pages it cannot see where
+    /// the id went, so it starts again at the top.
+    pub(super) fn reordered(&mut self) -> Vec<Cmd> {
+        if self.windows {
+            self.spec.offset = 0;
+            return self.move_to(0);
+        }
+        self.refresh()
+    }
+
     fn move_to(&mut self, cursor: usize) -> Vec<Cmd> {
         self.cursor = cursor;
         self.selected = None;
@@ -340,11 +351,11 @@ impl App {
             Action::End => return self.move_to(usize::MAX),
             Action::CycleSort => {
                 self.spec.sort = self.spec.sort.next();
-                return self.refresh();
+                return self.reordered();
             }
             Action::FlipOrder => {
                 self.spec.descending = !self.spec.descending;
-                return self.refresh();
+                return self.reordered();
             }
             Action::Limits => {
                 self.view = match self.view {

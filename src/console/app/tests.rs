@@ -285,10 +285,11 @@ fn with_daemon_windows_the_snapshot_is_the_page_and_moves_ask_for_another() {
     assert_eq!(app.watch_spec().offset, Some(38));
     app.update(page(38, &[3, 4]));
     assert_eq!((app.cursor, app.selected), (39, Some(4)));
-    // Sorted by rate, descending: the daemon is asked for it.
+    // Sorted by rate, descending: the daemon is asked for it, from the top.
     keys(&mut app, "ssssss");
     keys(&mut app, "o");
     let spec = app.watch_spec();
+    assert_eq!((spec.offset, app.cursor), (Some(0), 0));
     assert_eq!(
         (spec.sort, spec.order),
         (
