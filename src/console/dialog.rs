@@ -77,6 +77,21 @@ pub struct Detail {
     pub same_ip: usize,
 }
 
+/// How many other connections of a user or an address the detail pane
+/// counts; more show as `100+`.
+pub const PEERS_COUNTED: usize = 100;
+
+impl Detail {
+    /// `3`, or `100+` past [`PEERS_COUNTED`].
+    pub fn count(n: usize) -> String {
+        if n >= PEERS_COUNTED {
+            format!("{PEERS_COUNTED}+")
+        } else {
+            n.to_string()
+        }
+    }
+}
+
 /// A request for the command connection.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cmd {

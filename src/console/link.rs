@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, watch};
 use wsgate_admin_proto::{code, Client, ClientError, Event, Eviction, Filter, Watch, WatchSpec};
 
 use super::app::{Msg, Snapshot};
-use super::dialog::{Cmd, Detail, Outcome};
+use super::dialog::{Cmd, Detail, Outcome, PEERS_COUNTED};
 
 /// The first wait before reconnecting, doubled up to [`BACKOFF_MAX`].
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
@@ -188,16 +188,19 @@ async fn run(c: &mut Client, cmd: Cmd) -> (Outcome, bool) {
 }
 
 /// `show`, then `list` by the connection's user and by its address.
+/// Each list stops at [`PEERS_COUNTED`] others: a count, not a download of
+/// every connection behind one address.
 async fn detail(c: &mut Client, id: u64) -> Result<Detail, ClientError> {
     let conn = c.show(id).await?;
     let others = |rows: Vec<wsgate_admin_proto::ConnRow>| rows.len().saturating_sub(1);
+    let limit = Some(PEERS_COUNTED + 1);
     let same_user = match conn.row.user.clone() {
         Some(user) => {
             let filter = Filter {
                 user: Some(user),
                 ..Filter::default()
             };
-            others(c.list(filter, None, None).await?)
+            others(c.list(filter, None, limit).await?)
         }
         None => 0,
     };
@@ -205,7 +208,7 @@ async fn detail(c: &mut Client, id: u64) -> Result<Detail, ClientError> {
         ip: Some(conn.row.ip.clone()),
         ..Filter::default()
     };
-    let same_ip = others(c.list(filter, None, None).await?);
+    let same_ip = others(c.list(filter, None, limit).await?);
     Ok(Detail {
         conn,
         same_user,

@@ -8,6 +8,7 @@ use ratatui::Frame;
 
 use super::{bar, rate, span, Theme};
 use crate::console::app::App;
+use crate::console::dialog::Detail;
 
 pub fn detail(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
     if area.height == 0 {
@@ -29,7 +30,7 @@ pub fn detail(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
     };
     let user = c.user.as_deref().unwrap_or("-");
     let (same_user, same_ip) = detail.map_or(("…".to_string(), "…".to_string()), |d| {
-        (d.same_user.to_string(), d.same_ip.to_string())
+        (Detail::count(d.same_user), Detail::count(d.same_ip))
     });
     let rtt = c.rtt_ms.map_or("-".into(), |ms| format!("{ms:.1}ms"));
     let rates = format!(

@@ -173,14 +173,14 @@ fn the_detail_pane_shows_topics_and_peers() {
     let detail = crate::console::dialog::Detail {
         conn,
         same_user: 1,
-        same_ip: 1,
+        same_ip: 100,
     };
     app.update(Msg::Command(Outcome::Detail(Ok(detail))));
     let s = screen(&app, 120, 36);
     for needle in [
         "connection 1",
         "alice (1 other conns)",
-        "10.1.2.3 (1 other conns)",
+        "10.1.2.3 (100+ other",
         "news, inbox.alice",
     ] {
         assert!(contains(&s, needle), "no {needle} in\n{}", s.join("\n"));
