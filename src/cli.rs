@@ -1,10 +1,24 @@
-//! The command line of `wsgate ctl` (its clap types), and what the options
-//! mean in protocol terms.
+//! The command line of `wsgate ctl` and `wsgate console` (their clap
+//! types), and what the options mean in protocol terms.
 
 use std::path::PathBuf;
 
 use clap::Subcommand;
 use wsgate_admin_proto::{Filter, Order, SortKey};
+
+/// `wsgate console`: where the daemon is and how often to look.
+#[derive(clap::Args)]
+pub struct ConsoleArgs {
+    /// The admin socket (default: the one the config names).
+    #[arg(long, conflicts_with = "config")]
+    pub socket: Option<PathBuf>,
+    /// The daemon's config file, to find its admin socket.
+    #[arg(short, long)]
+    pub config: Option<PathBuf>,
+    /// Time between snapshots, e.g. 1s or 500ms.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub interval: std::time::Duration,
+}
 
 #[derive(clap::Args)]
 pub struct CtlArgs {

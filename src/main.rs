@@ -1,9 +1,10 @@
 //! The `wsgate` command: wiring only. It parses the command line, hands each
-//! subcommand to its module and maps errors to exit codes. `cli`, `ctl` and
-//! `serve` are modules of the binary, not of the library: they are the
+//! subcommand to its module and maps errors to exit codes. `cli`, `ctl`,
+//! `console` and `serve` are modules of the binary, not of the library: they are the
 //! process's edge (clap, stdout, the log subscriber, a runtime, `anyhow`).
 
 mod cli;
+mod console;
 mod ctl;
 mod serve;
 
@@ -11,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use cli::CtlArgs;
+use cli::{ConsoleArgs, CtlArgs};
 
 #[derive(Parser)]
 #[command(
@@ -41,6 +42,8 @@ enum Command {
     },
     /// Talk to a running daemon over its admin socket.
     Ctl(Box<CtlArgs>),
+    /// The live console: connections, events, evict, reload, drain.
+    Console(ConsoleArgs),
     /// Load-test a wsgate deployment (loopback only unless --allow-remote).
     #[cfg(feature = "bench")]
     Bench(Box<wsgate_bench::Args>),
@@ -62,6 +65,13 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("wsgate ctl: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Console(args) => match console::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("wsgate console: {e:#}");
                 ExitCode::FAILURE
             }
         },

@@ -2,7 +2,7 @@
 //! and scripts (`--json`), built on the typed client of
 //! `wsgate-admin-proto`.
 
-mod render;
+pub(crate) mod render;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -28,7 +28,11 @@ pub fn run(args: CtlArgs) -> anyhow::Result<()> {
 
 /// The admin socket to use: `--socket`, else the one named by the config
 /// (`-c`, else `etc/wsgate.toml` if present, else the built-in default).
-fn socket_path(socket: Option<PathBuf>, config: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+/// `wsgate console` finds it the same way.
+pub(crate) fn socket_path(
+    socket: Option<PathBuf>,
+    config: Option<PathBuf>,
+) -> anyhow::Result<PathBuf> {
     if let Some(s) = socket {
         return Ok(s);
     }
