@@ -1,9 +1,12 @@
-//! Request lines from an admin client, at most `admin_max_request_bytes`
-//! each, read so that a `select!` may drop a read at any point without
-//! losing a byte: a `watch` stream reads its client's updates between the
-//! lines it writes.
+//! The admin socket's lines: requests from a client, at most
+//! `admin_max_request_bytes` each, read so that a `select!` may drop a read
+//! at any point without losing a byte (a `watch` stream reads its client's
+//! updates between the lines it writes); parsing a request line, with the
+//! error to answer; and an answer as a line.
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+
+use super::protocol::{code, Command, Request, Response};
 
 /// What the client sent next.
 #[derive(Debug, PartialEq, Eq)]
@@ -72,6 +75,52 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
         self.line.clear();
         Line::Text(text)
     }
+}
+
+/// An answer as a line.
+pub fn line(response: &Response) -> String {
+    let mut s = serde_json::to_string(response).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+/// The answer to a line longer than `admin_max_request_bytes`, after which
+/// the connection is closed (where the next request starts is unknown).
+pub fn too_long(max: usize) -> Response {
+    Response::err(
+        None,
+        code::BAD_REQUEST,
+        format!("request longer than admin_max_request_bytes ({max})"),
+    )
+}
+
+/// Parses a request line; an error is the answer to send.
+pub fn parse(text: &str) -> Result<Request, Response> {
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| Response::err(None, code::BAD_REQUEST, format!("not JSON: {e}")))?;
+    let Some(object) = value.as_object() else {
+        return Err(Response::err(
+            None,
+            code::BAD_REQUEST,
+            "a request is a JSON object",
+        ));
+    };
+    let id = object.get("id").cloned();
+    let Some(cmd) = object.get("cmd").and_then(|c| c.as_str()) else {
+        return Err(Response::err(id, code::BAD_REQUEST, "missing `cmd`"));
+    };
+    if !Command::NAMES.contains(&cmd) {
+        return Err(Response::err(
+            id,
+            code::UNKNOWN_COMMAND,
+            format!(
+                "unknown command `{cmd}` (one of: {})",
+                Command::NAMES.join(", ")
+            ),
+        ));
+    }
+    serde_json::from_value::<Request>(value.clone())
+        .map_err(|e| Response::err(id, code::BAD_ARGUMENTS, format!("{cmd}: {e}")))
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
 
-use super::lines::{Line, LineReader};
+use super::lines::{line, parse, too_long, Line, LineReader};
 use super::protocol::{code, Command, Request, Response, WatchAck};
 use super::service::{answer, default_interval, Service};
 use super::watch;
@@ -125,13 +125,6 @@ pub async fn serve(listener: UnixListener, access: Access, service: Arc<Service>
     }
 }
 
-/// An answer as a line.
-pub(super) fn line(response: &Response) -> String {
-    let mut s = serde_json::to_string(response).unwrap_or_default();
-    s.push('\n');
-    s
-}
-
 async fn client(stream: UnixStream, access: Access, service: Arc<Service>) {
     let cred = stream.peer_cred();
     let (uid, gid, pid) = match &cred {
@@ -230,45 +223,6 @@ async fn client(stream: UnixStream, access: Access, service: Arc<Service>) {
     }
     drop(out);
     let _ = writer.await;
-}
-
-/// The answer to a line longer than `admin_max_request_bytes`, after which
-/// the connection is closed (where the next request starts is unknown).
-pub(super) fn too_long(max: usize) -> Response {
-    Response::err(
-        None,
-        code::BAD_REQUEST,
-        format!("request longer than admin_max_request_bytes ({max})"),
-    )
-}
-
-/// Parses a request line; an error is the answer to send.
-pub(super) fn parse(text: &str) -> Result<Request, Response> {
-    let value: serde_json::Value = serde_json::from_str(text)
-        .map_err(|e| Response::err(None, code::BAD_REQUEST, format!("not JSON: {e}")))?;
-    let Some(object) = value.as_object() else {
-        return Err(Response::err(
-            None,
-            code::BAD_REQUEST,
-            "a request is a JSON object",
-        ));
-    };
-    let id = object.get("id").cloned();
-    let Some(cmd) = object.get("cmd").and_then(|c| c.as_str()) else {
-        return Err(Response::err(id, code::BAD_REQUEST, "missing `cmd`"));
-    };
-    if !Command::NAMES.contains(&cmd) {
-        return Err(Response::err(
-            id,
-            code::UNKNOWN_COMMAND,
-            format!(
-                "unknown command `{cmd}` (one of: {})",
-                Command::NAMES.join(", ")
-            ),
-        ));
-    }
-    serde_json::from_value::<Request>(value.clone())
-        .map_err(|e| Response::err(id, code::BAD_ARGUMENTS, format!("{cmd}: {e}")))
 }
 
 #[cfg(test)]

@@ -20,10 +20,9 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::broadcast;
 use tokio::time::{Interval, MissedTickBehavior};
 
-use super::lines::{Line, LineReader};
+use super::lines::{line, parse, too_long, Line, LineReader};
 use super::protocol::{code, Command, Event, Request, Response, WatchAck};
 use super::service::{answer, default_interval, Service};
-use super::socket::{line, parse, too_long};
 use super::table::{Ranked, Window};
 use super::view::{self, per_second, Rates, Selector};
 use crate::daemon::Daemon;
