@@ -7,8 +7,8 @@
 //! may show a message more than it was sorted by. (Rates come from a
 //! watcher's last tick and do not move.)
 
-use std::borrow::Cow;
 use std::cmp::Ordering;
+use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
@@ -34,7 +34,9 @@ pub struct Window {
 enum Key<'a> {
     Int(u64),
     Num(f64),
-    Text(Option<Cow<'a, str>>),
+    Text(Option<&'a str>),
+    /// Addresses as addresses: every IPv4 below every IPv6, each by value.
+    Ip(IpAddr),
 }
 
 impl Key<'_> {
@@ -44,6 +46,7 @@ impl Key<'_> {
             (Key::Num(a), Key::Num(b)) => a.total_cmp(b),
             // `str` orders by bytes.
             (Key::Text(a), Key::Text(b)) => a.cmp(b),
+            (Key::Ip(a), Key::Ip(b)) => a.cmp(b),
             // One sort has one kind of key.
             _ => Ordering::Equal,
         }
@@ -67,9 +70,9 @@ impl Window {
         let rate = || rates.unwrap_or_else(|| Rates::over_age(conn, now));
         let key = match self.sort {
             None | Some(SortKey::Id) => Key::Int(conn.id),
-            Some(SortKey::Route) => Key::Text(Some(Cow::Borrowed(&*conn.route))),
-            Some(SortKey::User) => Key::Text(conn.user.as_deref().map(Cow::Borrowed)),
-            Some(SortKey::Ip) => Key::Text(Some(Cow::Owned(conn.ip.to_string()))),
+            Some(SortKey::Route) => Key::Text(Some(&conn.route)),
+            Some(SortKey::User) => Key::Text(conn.user.as_deref()),
+            Some(SortKey::Ip) => Key::Ip(conn.ip),
             Some(SortKey::Age) => Key::Num(view::age_s(conn, now)),
             Some(SortKey::Idle) => Key::Num(view::idle_s(conn, now)),
             Some(SortKey::MsgsIn) => Key::Int(conn.stats.msgs_in.load(Relaxed)),
@@ -135,7 +138,6 @@ pub fn list(conns: &[Arc<Conn>], window: &Window) -> Vec<ConnRow> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::IpAddr;
 
     fn conn(id: u64, route: &str, user: Option<&str>, ip: &str, msgs_in: u64) -> Arc<Conn> {
         let ip: IpAddr = ip.parse().expect("an address");
@@ -215,10 +217,10 @@ mod tests {
             ids(&conns, sorted(SortKey::User, None)),
             vec![2, 3, 5, 1, 4]
         );
-        // "10.0.0.10" < "10.0.0.9" < "192..." < "::1", byte by byte.
+        // 10.0.0.9 < 10.0.0.10 < 192.0.2.1 < ::1, as addresses.
         assert_eq!(
             ids(&conns, sorted(SortKey::Ip, Some(Order::Asc))),
-            vec![1, 2, 3, 5, 4]
+            vec![2, 3, 1, 5, 4]
         );
     }
 

@@ -162,7 +162,7 @@ pub enum SortKey {
     Route,
     /// By byte order of the user id; anonymous (`null`) below any user.
     User,
-    /// By byte order of the address as text (`10.0.0.10` before `10.0.0.9`).
+    /// As an address (`10.0.0.9` before `10.0.0.10`, IPv4 before IPv6).
     Ip,
     /// Messages in per second (in `list`: over each connection's age).
     InRate,
