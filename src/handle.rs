@@ -1,8 +1,9 @@
 //! A connection's shared handle ([`Conn`]): what others may do to a live
 //! connection without touching its task.
 //!
-//! - the send queue, bounded by `send_queue`, that fan-out and the router
-//!   offer messages to without ever waiting ([`Conn::offer`]);
+//! - the send queue, bounded by `send_queue` messages and `send_queue_bytes`
+//!   bytes, that fan-out and the router offer messages to without ever
+//!   waiting ([`Conn::offer`]);
 //! - the close and drain mailbox: a close asked for from outside (an
 //!   operator, a reload, a per-user eviction, the drain) wins once;
 //! - the wake-up that tells the task to look at both;
@@ -22,7 +23,7 @@ use std::time::{Instant, SystemTime};
 use atomic_waker::AtomicWaker;
 use wsgate_plugin_api::Outbound;
 
-use crate::metrics::Traffic;
+use crate::metrics::{SlowConsumer, Traffic};
 use crate::ws::close;
 
 /// A connection id, unique for the daemon's run.
@@ -43,8 +44,9 @@ pub struct CloseRequest {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Offer {
     Queued,
-    /// The queue was full: the connection is being closed with 4002.
-    Full,
+    /// The queue was full (in messages or in bytes): the connection is
+    /// being closed with 4002.
+    Full(SlowConsumer),
     /// The connection is closing; nothing was queued.
     Closing,
 }
@@ -73,6 +75,14 @@ struct Items {
     /// The oldest message, when `rest` is empty or holds younger ones.
     head: Option<Outbound>,
     rest: VecDeque<Outbound>,
+    /// Payload bytes held.
+    bytes: usize,
+}
+
+fn payload_len(m: &Outbound) -> usize {
+    match m {
+        Outbound::Text(b) | Outbound::Binary(b) => b.len(),
+    }
 }
 
 impl Items {
@@ -84,7 +94,8 @@ impl Items {
         self.head.is_none() && self.rest.is_empty()
     }
 
-    fn push(&mut self, m: Outbound) {
+    fn push(&mut self, m: Outbound, len: usize) {
+        self.bytes += len;
         if self.is_empty() {
             self.head = Some(m);
         } else {
@@ -95,23 +106,37 @@ impl Items {
     fn clear(&mut self) {
         self.head = None;
         self.rest = VecDeque::new();
+        self.bytes = 0;
     }
 
-    /// Moves up to `max` of the oldest messages into `out`.
-    fn take_into(&mut self, out: &mut Vec<Outbound>, max: usize) {
+    /// Moves up to `max` of the oldest messages into `out`; returns their
+    /// payload bytes.
+    fn take_into(&mut self, out: &mut Vec<Outbound>, max: usize) -> usize {
+        let before = self.bytes;
         let mut left = max;
+        let mut taken = 0;
         if left > 0 {
             if let Some(h) = self.head.take() {
+                taken += payload_len(&h);
                 out.push(h);
                 left -= 1;
             }
         }
         let n = self.rest.len().min(left);
-        out.extend(self.rest.drain(..n));
-        if self.rest.is_empty() {
+        if n == self.rest.len() && self.head.is_none() {
+            // All of it (the usual case): no need to add up the sizes.
+            out.extend(self.rest.drain(..));
             // Give a burst's memory back.
             self.rest = VecDeque::new();
+            self.bytes = 0;
+            return before;
         }
+        for m in self.rest.drain(..n) {
+            taken += payload_len(&m);
+            out.push(m);
+        }
+        self.bytes -= taken;
+        taken
     }
 }
 
@@ -152,6 +177,12 @@ pub struct Conn {
     pub stats: ConnStats,
     /// The send queue bound in force (updated live on reload).
     pub queue_limit: AtomicUsize,
+    /// The `send_queue_bytes` bound in force (updated live on reload).
+    pub queue_bytes_limit: AtomicUsize,
+    /// Payload and frame bytes the task took from the queue that the socket
+    /// has not accepted yet; counted against `queue_bytes_limit` with the
+    /// queue. Written only by the connection's task.
+    unsent: AtomicUsize,
     queue: Mutex<Queue>,
     wake: Wakeup,
     subscriptions: Mutex<Vec<Arc<str>>>,
@@ -168,13 +199,14 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Conn {
     /// A new connection's handle, with an empty queue bounded by
-    /// `queue_limit` messages.
+    /// `queue_limit` messages and `queue_bytes_limit` bytes.
     pub fn new(
         id: ConnId,
         route: Arc<str>,
         user: Option<Arc<str>>,
         ip: IpAddr,
         queue_limit: usize,
+        queue_bytes_limit: usize,
     ) -> Self {
         Self {
             id,
@@ -185,6 +217,8 @@ impl Conn {
             started: Instant::now(),
             stats: ConnStats::default(),
             queue_limit: AtomicUsize::new(queue_limit),
+            queue_bytes_limit: AtomicUsize::new(queue_bytes_limit),
+            unsent: AtomicUsize::new(0),
             queue: Mutex::default(),
             wake: Wakeup::default(),
             subscriptions: Mutex::default(),
@@ -223,17 +257,30 @@ impl Conn {
         if q.close.is_some() {
             return Offer::Closing;
         }
-        if q.items.len() >= self.queue_limit.load(Ordering::Relaxed) {
+        let len = payload_len(&message);
+        let full = if q.items.len() >= self.queue_limit.load(Ordering::Relaxed) {
+            Some((SlowConsumer::QueueFull, "slow consumer: send queue full"))
+        } else if q.items.bytes + self.unsent.load(Ordering::Relaxed) + len
+            > self.queue_bytes_limit.load(Ordering::Relaxed)
+        {
+            Some((
+                SlowConsumer::QueueBytes,
+                "slow consumer: send queue over send_queue_bytes",
+            ))
+        } else {
+            None
+        };
+        if let Some((why, reason)) = full {
             q.close = Some(CloseRequest {
                 code: close::SLOW_CONSUMER,
-                reason: "slow consumer: send queue full".into(),
+                reason: reason.into(),
                 discard_queue: true,
             });
             drop(q);
             self.wake.wake();
-            return Offer::Full;
+            return Offer::Full(why);
         }
-        q.items.push(message);
+        q.items.push(message, len);
         drop(q);
         if wake {
             self.wake.wake();
@@ -259,6 +306,16 @@ impl Conn {
         drop(q);
         self.wake.wake();
         true
+    }
+
+    /// Closes without sending what is queued (the connection's task asks,
+    /// when its socket stopped taking bytes); the first request wins.
+    pub(crate) fn discard_and_close(&self, code: u16, reason: &str) -> bool {
+        self.request(CloseRequest {
+            code,
+            reason: reason.into(),
+            discard_queue: true,
+        })
     }
 
     /// Asks the connection to drain (ignored once it is closing).
@@ -291,11 +348,25 @@ impl Conn {
                 q.items.clear();
             }
         }
-        q.items.take_into(out, max);
+        let taken = q.items.take_into(out, max);
+        if taken > 0 {
+            // Until the task says what the socket took, what it took from
+            // the queue still counts (the task is the only writer).
+            let unsent = self.unsent.load(Ordering::Relaxed);
+            self.unsent.store(unsent + taken, Ordering::Relaxed);
+        }
         if q.items.is_empty() {
             q.close.clone()
         } else {
             None
+        }
+    }
+
+    /// After a write: the bytes the socket has not accepted yet.
+    #[inline]
+    pub(crate) fn set_unsent(&self, bytes: usize) {
+        if self.unsent.load(Ordering::Relaxed) != bytes {
+            self.unsent.store(bytes, Ordering::Relaxed);
         }
     }
 

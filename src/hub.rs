@@ -138,9 +138,7 @@ impl Hub {
         for conn in subs.values() {
             match conn.offer(Outbound::Text(frame.clone())) {
                 Offer::Queued => delivered += 1,
-                Offer::Full => {
-                    self.metrics.slow_consumer_closes.inc();
-                }
+                Offer::Full(why) => self.metrics.slow_consumer(why),
                 Offer::Closing => {}
             }
         }

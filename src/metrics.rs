@@ -46,6 +46,34 @@ pub struct ResultLabel {
     pub result: &'static str,
 }
 
+/// Why a connection was closed as a slow consumer (4002): the label of
+/// `slow_consumer_closes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlowConsumer {
+    /// Its send queue held `send_queue` messages.
+    QueueFull,
+    /// A message would have taken it past `send_queue_bytes`.
+    QueueBytes,
+    /// The socket accepted no byte of pending output for `send_timeout`.
+    NoWriteProgress,
+}
+
+impl SlowConsumer {
+    pub const ALL: [SlowConsumer; 3] = [
+        SlowConsumer::QueueFull,
+        SlowConsumer::QueueBytes,
+        SlowConsumer::NoWriteProgress,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            SlowConsumer::QueueFull => "queue_full",
+            SlowConsumer::QueueBytes => "queue_bytes",
+            SlowConsumer::NoWriteProgress => "no_write_progress",
+        }
+    }
+}
+
 /// Messages and bytes in and out, summed over connections.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Traffic {
@@ -91,9 +119,14 @@ pub struct Metrics {
     pub bytes_in: Counter,
     pub bytes_out: Counter,
     pub publishes: Family<SourceLabel, Counter>,
-    pub slow_consumer_closes: Counter,
+    pub slow_consumer_closes: Family<ReasonLabel, Counter>,
     pub rate_limited: Family<ActionLabel, Counter>,
     pub config_reloads: Family<ResultLabel, Counter>,
+    pub rate_limited_frames: Family<ActionLabel, Counter>,
+    /// The `dropped` and `closed` series of `rate_limited_frames`, held so
+    /// that a flood of frames counts with one atomic add each.
+    frames_dropped: Counter,
+    frames_closed: Counter,
 }
 
 impl Default for Metrics {
@@ -116,9 +149,12 @@ impl Metrics {
             bytes_in: Counter::default(),
             bytes_out: Counter::default(),
             publishes: Family::default(),
-            slow_consumer_closes: Counter::default(),
+            slow_consumer_closes: Family::default(),
             rate_limited: Family::default(),
             config_reloads: Family::default(),
+            rate_limited_frames: Family::default(),
+            frames_dropped: Counter::default(),
+            frames_closed: Counter::default(),
             registry: Registry::default(),
             tallies: Mutex::default(),
             open_routes: Mutex::default(),
@@ -175,7 +211,7 @@ impl Metrics {
         );
         registry.register(
             "slow_consumer_closes",
-            "Connections closed because their send queue was full",
+            "Connections closed as slow consumers (4002), by reason",
             m.slow_consumer_closes.clone(),
         );
         registry.register(
@@ -188,7 +224,29 @@ impl Metrics {
             "Config reloads, by result",
             m.config_reloads.clone(),
         );
-        Metrics { registry, ..m }
+        registry.register(
+            "rate_limited_frames",
+            "Inbound pings, pongs and small fragments over the frame budget, by action",
+            m.rate_limited_frames.clone(),
+        );
+        // Every series exists from the start, at 0.
+        for reason in SlowConsumer::ALL {
+            m.slow_consumer_closes.get_or_create_owned(&ReasonLabel {
+                reason: reason.label(),
+            });
+        }
+        let frames_dropped = m
+            .rate_limited_frames
+            .get_or_create_owned(&ActionLabel { action: "dropped" });
+        let frames_closed = m
+            .rate_limited_frames
+            .get_or_create_owned(&ActionLabel { action: "closed" });
+        Metrics {
+            registry,
+            frames_dropped,
+            frames_closed,
+            ..m
+        }
     }
 
     /// Brings the traffic counters up to the registry's totals (which only
@@ -257,6 +315,40 @@ impl Metrics {
             .get_or_create(&ActionLabel { action })
             .inc();
         self.tally(|t| *t.rate_limited.entry(action).or_default() += 1);
+    }
+
+    /// A connection closed as a slow consumer.
+    pub fn slow_consumer(&self, why: SlowConsumer) {
+        self.slow_consumer_closes
+            .get_or_create(&ReasonLabel {
+                reason: why.label(),
+            })
+            .inc();
+    }
+
+    /// Slow-consumer closes over all reasons.
+    pub fn slow_consumer_total(&self) -> u64 {
+        SlowConsumer::ALL
+            .into_iter()
+            .map(|why| {
+                self.slow_consumer_closes
+                    .get_or_create(&ReasonLabel {
+                        reason: why.label(),
+                    })
+                    .get()
+            })
+            .sum()
+    }
+
+    /// Inbound frames over the frame budget: `dropped` ignored, `closed`
+    /// (at most one per connection) ended it with 1008.
+    pub fn frames_rate_limited(&self, dropped: u64, closed: bool) {
+        if dropped > 0 {
+            self.frames_dropped.inc_by(dropped);
+        }
+        if closed {
+            self.frames_closed.inc();
+        }
     }
 
     /// The Prometheus text exposition.

@@ -224,6 +224,7 @@ impl Registry {
             c.user.cloned(),
             c.ip,
             c.limits.send_queue,
+            c.limits.send_queue_bytes,
         ));
         global.add(id, c.ip, c.user);
         routes
@@ -326,6 +327,7 @@ mod tests {
 
     use super::*;
     use crate::handle::Offer;
+    use crate::metrics::SlowConsumer;
 
     fn limits(total: usize, per_ip: usize, per_user: usize, on_user: OnUserLimit) -> Limits {
         Limits {
@@ -453,11 +455,57 @@ mod tests {
         let c = s.conn();
         assert_eq!(c.offer(Outbound::text("1")), Offer::Queued);
         assert_eq!(c.offer(Outbound::text("2")), Offer::Queued);
-        assert_eq!(c.offer(Outbound::text("3")), Offer::Full);
+        assert_eq!(
+            c.offer(Outbound::text("3")),
+            Offer::Full(SlowConsumer::QueueFull)
+        );
         assert_eq!(c.offer(Outbound::text("4")), Offer::Closing);
         let mut out = Vec::new();
         let close = c.take(&mut out, 10).expect("close request");
         assert!(out.is_empty(), "a slow consumer's queue is dropped");
         assert_eq!(close.code, close::SLOW_CONSUMER);
+    }
+
+    #[test]
+    fn the_queue_is_bounded_in_bytes_with_what_the_socket_did_not_take() {
+        let r = Registry::new();
+        let route: Arc<str> = "/ws".into();
+        let mut l = limits(10, 10, 10, OnUserLimit::Reject);
+        l.send_queue = 100;
+        l.send_queue_bytes = 10;
+        let s = admit(&r, &route, [1, 1, 1, 1], None, &l).expect("s");
+        let c = s.conn();
+        // Exactly the bound fits.
+        assert_eq!(c.offer(Outbound::text("1234")), Offer::Queued);
+        assert_eq!(c.offer(Outbound::text("567890")), Offer::Queued);
+        // Taken but not written: still counted.
+        let mut out = Vec::new();
+        assert!(c.take(&mut out, 1).is_none());
+        assert_eq!(out.len(), 1);
+        c.set_unsent(4);
+        assert!(c.take(&mut out, 10).is_none());
+        c.set_unsent(4 + 6);
+        assert_eq!(
+            c.offer(Outbound::text("x")),
+            Offer::Full(SlowConsumer::QueueBytes)
+        );
+        let close = c.take(&mut out, 10).expect("close request");
+        assert_eq!(close.code, close::SLOW_CONSUMER);
+        assert!(close.reason.contains("send_queue_bytes"), "{}", close.reason);
+
+        // The socket took everything: the whole bound is free again, and a
+        // message larger than it is refused even on an empty queue.
+        let s = admit(&r, &route, [1, 1, 1, 2], None, &l).expect("s");
+        let c = s.conn();
+        assert_eq!(c.offer(Outbound::text("1234567890")), Offer::Queued);
+        assert!(c.take(&mut out, 10).is_none());
+        c.set_unsent(0);
+        assert_eq!(c.offer(Outbound::text("1234567890")), Offer::Queued);
+        assert!(c.take(&mut out, 10).is_none());
+        c.set_unsent(0);
+        assert_eq!(
+            c.offer(Outbound::text("12345678901")),
+            Offer::Full(SlowConsumer::QueueBytes)
+        );
     }
 }

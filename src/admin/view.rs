@@ -227,7 +227,7 @@ pub fn stats_of(daemon: &Daemon, conns: &[Arc<Conn>]) -> Stats {
             .iter()
             .map(|(k, v)| (k.to_string(), *v))
             .collect(),
-        slow_consumer_closes: m.slow_consumer_closes.get(),
+        slow_consumer_closes: m.slow_consumer_total(),
         rate_limited: t
             .rate_limited
             .iter()

@@ -291,6 +291,20 @@ limits! {
     /// On reload, close connections over a tightened cap with 4006 (oldest
     /// first). Off: tightened caps apply to new connections only.
     enforce_on_reload: bool = false, ;
+    /// Payload bytes one connection may hold for sending: its send queue
+    /// and what it took from the queue that the socket has not accepted
+    /// yet. A message that would take it past this closes the connection
+    /// with 4002, as a full `send_queue` does. At least `max_message_bytes`.
+    send_queue_bytes: usize = 1024 * 1024, ;
+    /// Output pending and not one byte of it accepted by the socket for
+    /// this long closes with 4002 (no write progress); 0 = off.
+    send_timeout: Duration = Duration::from_secs(30), #[serde(with = "humantime_serde")] ;
+    /// Inbound frames per second per connection that are not data messages
+    /// (pings, pongs, and fragments of at most 125 bytes), as a token
+    /// bucket; 0 = off. Over it `on_rate_limit` applies.
+    frames_per_second: u32 = 200, ;
+    /// Bucket size for `frames_per_second`.
+    frame_burst: u32 = 400, ;
 }
 
 /// One `[[routes]]` entry.

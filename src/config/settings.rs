@@ -335,6 +335,21 @@ fn check_limits(l: &Limits) -> Vec<(&'static str, String)> {
             "must be at least 1 when messages_per_second is set".to_string(),
         ));
     }
+    if l.frames_per_second > 0 && l.frame_burst == 0 {
+        out.push((
+            "frame_burst",
+            "must be at least 1 when frames_per_second is set".to_string(),
+        ));
+    }
+    if l.send_queue_bytes < l.max_message_bytes {
+        out.push((
+            "send_queue_bytes",
+            format!(
+                "must be at least max_message_bytes ({}): a message of that size could never be queued",
+                l.max_message_bytes
+            ),
+        ));
+    }
     if !l.ping_interval.is_zero() && l.pong_timeout.is_zero() {
         out.push((
             "pong_timeout",
@@ -353,6 +368,8 @@ fn overrides(over: &LimitsOverride, key: &str) -> bool {
         // Cross-key rules are reported on the route when either side is set.
         || (key == "message_burst" && over.messages_per_second.is_some())
         || (key == "pong_timeout" && over.ping_interval.is_some())
+        || (key == "frame_burst" && over.frames_per_second.is_some())
+        || (key == "send_queue_bytes" && over.max_message_bytes.is_some())
 }
 
 type ApiKeys = (Vec<Secret>, Option<String>);

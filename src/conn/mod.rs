@@ -9,7 +9,8 @@
 //! - [`wire`]: the socket, its buffers and the frames in and out;
 //! - [`timers`]: the deadlines, pure;
 //! - [`task`]: the close handshake, ping/pong, the rate limit and the
-//!   dispatch to the router;
+//!   frame budget, the write-progress deadline and the dispatch to the
+//!   router;
 //! - [`session`]: what the router sees of its connection.
 //!
 //! Limits are read from the route in force: a reload applies to a live
@@ -169,6 +170,7 @@ pub async fn run(daemon: Arc<Daemon>, accepted: Box<Accepted>) {
         }
         match wire.flush() {
             Ok(true) => {
+                task.wrote(&route.limits, 0, false);
                 if let Phase::Closing {
                     wait_peer: false, ..
                 } = task.phase
@@ -176,7 +178,8 @@ pub async fn run(daemon: Arc<Daemon>, accepted: Box<Accepted>) {
                     break;
                 }
             }
-            Ok(false) => {}
+            // Output the socket did not take: `send_timeout` runs.
+            Ok(false) => task.wrote(&route.limits, wire.pending(), wire.take_progress()),
             Err(_) => {
                 task.vanished();
                 break;

@@ -35,8 +35,8 @@ impl Session for ConnSession<'_> {
     fn send(&mut self, message: Outbound) -> Result<(), SendError> {
         match self.conn.offer_own(message) {
             Offer::Queued => Ok(()),
-            Offer::Full => {
-                self.metrics.slow_consumer_closes.inc();
+            Offer::Full(why) => {
+                self.metrics.slow_consumer(why);
                 Err(SendError::QueueFull)
             }
             Offer::Closing => Err(SendError::Closing),

@@ -1,6 +1,8 @@
 //! What a connection does with its frames and deadlines: the close
-//! handshake, ping/pong, the rate limit, and the dispatch of data messages
-//! to its router. It sees frames, never the socket ([`Wire`] does that).
+//! handshake, ping/pong (pongs coalesced), the message rate limit and the
+//! frame budget, the write-progress deadline, and the dispatch of data
+//! messages to its router. It sees frames, never the socket ([`Wire`] does
+//! that).
 
 use std::num::NonZeroU32;
 use std::sync::atomic::Ordering;
@@ -18,19 +20,36 @@ use super::timers::{Due, Timers};
 use super::wire::{Framed, Wire};
 use crate::config::{Limits, OnRateLimit};
 use crate::handle::Conn;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, SlowConsumer};
 use crate::ws::close;
-use crate::ws::codec::{Event, OpCode};
+use crate::ws::codec::{Event, OpCode, SmallFragments};
 
 type Limiter = RateLimiter<NotKeyed, InMemoryState, MonotonicClock>;
 
-fn limiter(limits: &Limits) -> Option<Limiter> {
-    let rate = NonZeroU32::new(limits.messages_per_second)?;
-    let burst = NonZeroU32::new(limits.message_burst).unwrap_or(rate);
+/// A token bucket of `rate` per second holding `burst`; `None` when the
+/// rate is 0 (off).
+fn bucket(rate: u32, burst: u32) -> Option<Limiter> {
+    let rate = NonZeroU32::new(rate)?;
+    let burst = NonZeroU32::new(burst).unwrap_or(rate);
     Some(RateLimiter::direct_with_clock(
         Quota::per_second(rate).allow_burst(burst),
         MonotonicClock,
     ))
+}
+
+fn limiter(limits: &Limits) -> Option<Limiter> {
+    bucket(limits.messages_per_second, limits.message_burst)
+}
+
+/// What a frame over the frame budget may become.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Excess {
+    /// Leaving it out changes nothing for the protocol (a ping, a pong, an
+    /// empty fragment): dropped under `on_rate_limit = "drop"`.
+    Droppable,
+    /// A fragment carrying data: leaving it out would corrupt its message,
+    /// so the connection is closed with 1008 whatever `on_rate_limit` says.
+    Binding,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +76,11 @@ pub struct Task<'a> {
     pub phase: Phase,
     pub timers: Timers,
     limiter: Option<Limiter>,
+    /// The frame budget (`frames_per_second`), made on the first frame it
+    /// counts: a connection that sends none holds only the pointer.
+    frames: Option<Box<Limiter>>,
+    /// Whether dropping frames over the budget was logged (once).
+    frames_logged: bool,
     last_active: Instant,
     ending: Option<Ending>,
     /// The client's close code, once its close frame arrived.
@@ -82,6 +106,8 @@ impl<'a> Task<'a> {
             phase: Phase::Open,
             timers: Timers::new(limits, conn.started),
             limiter: limiter(limits),
+            frames: None,
+            frames_logged: false,
             last_active: conn.started,
             ending: None,
             peer_close: None,
@@ -113,10 +139,16 @@ impl<'a> Task<'a> {
         self.conn
             .queue_limit
             .store(new.send_queue, Ordering::Relaxed);
+        self.conn
+            .queue_bytes_limit
+            .store(new.send_queue_bytes, Ordering::Relaxed);
         if (new.messages_per_second, new.message_burst)
             != (old.messages_per_second, old.message_burst)
         {
             self.limiter = limiter(new);
+        }
+        if (new.frames_per_second, new.frame_burst) != (old.frames_per_second, old.frame_burst) {
+            self.frames = None;
         }
         self.timers
             .reset(new, self.conn.started, self.last_active, now);
@@ -162,6 +194,19 @@ impl<'a> Task<'a> {
                 true
             }
             Err(_) => false,
+        }
+    }
+
+    /// After a write: output is still pending (`progressed`: the socket
+    /// took some of it) or, with `pending` 0, everything was written.
+    #[inline]
+    pub fn wrote(&mut self, limits: &Limits, pending: usize, progressed: bool) {
+        self.conn.set_unsent(pending);
+        if pending == 0 {
+            self.timers.output_drained();
+        } else {
+            self.timers
+                .output_pending(limits, progressed, Instant::now);
         }
     }
 
@@ -232,7 +277,13 @@ impl<'a> Task<'a> {
     }
 
     /// Handles every complete frame in the read buffer.
+    ///
+    /// Pongs are coalesced (RFC 6455 5.5.3): of the pings that arrive
+    /// back to back, only the latest is answered, once the run ends (at
+    /// another frame or at the end of what was read).
     pub fn process(&mut self, wire: &mut Wire, limits: &Limits) {
+        let mut pong: Option<Bytes> = None;
+        let mut dropped = 0u64;
         loop {
             if matches!(
                 self.phase,
@@ -243,17 +294,43 @@ impl<'a> Task<'a> {
             ) {
                 // Nothing more is read after a failure or a completed close.
                 wire.discard_input();
-                return;
+                pong = None;
+                break;
             }
-            let event = match wire.next_event(limits.max_message_bytes) {
-                None => return,
+            let next = wire.next_event(limits.max_message_bytes);
+            let small = wire.take_small_fragments();
+            if !small.is_empty() {
+                self.charge_fragments(wire, limits, small, &mut dropped, &mut pong);
+            }
+            let event = match next {
+                None => break,
                 Some(Ok(event)) => event,
                 Some(Err(e)) => {
                     tracing::debug!(conn = self.conn.id, error = %e, "protocol failure");
+                    answer_pong(wire, &mut pong);
                     self.start_close(wire, e.close_code(), &e.to_string(), false);
                     continue;
                 }
             };
+            match event {
+                Event::Ping(payload) => {
+                    if self.frame_allowed(limits) {
+                        pong = Some(payload);
+                    } else {
+                        self.over_budget(wire, limits, Excess::Droppable, &mut dropped, &mut pong);
+                    }
+                    continue;
+                }
+                Event::Pong(payload) => {
+                    if self.frame_allowed(limits) {
+                        self.on_pong(&payload);
+                    } else {
+                        self.over_budget(wire, limits, Excess::Droppable, &mut dropped, &mut pong);
+                    }
+                    continue;
+                }
+                _ => answer_pong(wire, &mut pong),
+            }
             match event {
                 Event::Text(data) if self.phase == Phase::Open => {
                     self.on_data(wire, limits, data, true)
@@ -261,12 +338,88 @@ impl<'a> Task<'a> {
                 Event::Binary(data) if self.phase == Phase::Open => {
                     self.on_data(wire, limits, data, false)
                 }
-                Event::Text(_) | Event::Binary(_) => {}
-                Event::Ping(payload) => wire.control(OpCode::Pong, &payload),
-                Event::Pong(payload) => self.on_pong(&payload),
+                Event::Text(_) | Event::Binary(_) | Event::Ping(_) | Event::Pong(_) => {}
                 Event::Close(code, _reason) => self.on_peer_close(wire, code),
             }
         }
+        answer_pong(wire, &mut pong);
+        if dropped > 0 {
+            self.metrics.frames_rate_limited(dropped, false);
+        }
+    }
+
+    /// Takes one frame from the frame budget; `true` when it fits (or the
+    /// budget is off).
+    #[inline]
+    fn frame_allowed(&mut self, limits: &Limits) -> bool {
+        if limits.frames_per_second == 0 {
+            return true;
+        }
+        let frames = match &mut self.frames {
+            Some(f) => f,
+            none => match bucket(limits.frames_per_second, limits.frame_burst) {
+                Some(b) => none.insert(Box::new(b)),
+                None => return true,
+            },
+        };
+        frames.check().is_ok()
+    }
+
+    /// Small fragments the decoder went through take from the frame budget
+    /// as control frames do.
+    fn charge_fragments(
+        &mut self,
+        wire: &mut Wire,
+        limits: &Limits,
+        small: SmallFragments,
+        dropped: &mut u64,
+        pong: &mut Option<Bytes>,
+    ) {
+        for (n, excess) in [
+            (small.empty, Excess::Droppable),
+            (small.data, Excess::Binding),
+        ] {
+            for _ in 0..n {
+                if self.phase != Phase::Open {
+                    return;
+                }
+                if !self.frame_allowed(limits) {
+                    self.over_budget(wire, limits, excess, dropped, pong);
+                }
+            }
+        }
+    }
+
+    /// A frame over the frame budget: dropped (`on_rate_limit = "drop"`,
+    /// and leaving it out is safe) or the connection closes with 1008.
+    fn over_budget(
+        &mut self,
+        wire: &mut Wire,
+        limits: &Limits,
+        excess: Excess,
+        dropped: &mut u64,
+        pong: &mut Option<Bytes>,
+    ) {
+        if self.phase != Phase::Open {
+            // Closing already: nothing more is answered or counted.
+            return;
+        }
+        if limits.on_rate_limit == OnRateLimit::Drop && excess == Excess::Droppable {
+            *dropped += 1;
+            if !self.frames_logged {
+                self.frames_logged = true;
+                tracing::info!(
+                    conn = self.conn.id,
+                    ip = %self.conn.ip,
+                    frames_per_second = limits.frames_per_second,
+                    "frame budget exceeded: dropping pings, pongs and empty fragments over it"
+                );
+            }
+            return;
+        }
+        self.metrics.frames_rate_limited(0, true);
+        answer_pong(wire, pong);
+        self.start_close(wire, close::POLICY, "frame rate limit exceeded", true);
     }
 
     /// The client's close frame: answer it (with the same code) unless we
@@ -352,6 +505,23 @@ impl<'a> Task<'a> {
             return now < deadline;
         }
         match self.timers.due(now) {
+            Some(Due::Write) => {
+                if self.timers.write_stalled(limits, now) {
+                    self.metrics.slow_consumer(SlowConsumer::NoWriteProgress);
+                    // The queue is dropped; what the socket may still take
+                    // goes out until close_timeout, then TCP is dropped.
+                    self.conn.discard_and_close(
+                        close::SLOW_CONSUMER,
+                        "slow consumer: no write progress",
+                    );
+                    self.start_close(
+                        wire,
+                        close::SLOW_CONSUMER,
+                        "slow consumer: no write progress",
+                        false,
+                    );
+                }
+            }
             Some(Due::Drain) => {
                 self.start_close(wire, close::GOING_AWAY, "server shutting down", true)
             }
@@ -381,5 +551,13 @@ impl<'a> Task<'a> {
             code: close::ABNORMAL,
             reason: "connection lost".into(),
         })
+    }
+}
+
+/// Answers the latest of a run of pings, once.
+#[inline]
+fn answer_pong(wire: &mut Wire, pong: &mut Option<Bytes>) {
+    if let Some(payload) = pong.take() {
+        wire.control(OpCode::Pong, &payload);
     }
 }

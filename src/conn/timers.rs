@@ -1,5 +1,6 @@
-//! A connection's deadlines (ping, pong, idle, lifetime, drain): pure state
-//! over explicit instants, so every rule is tested without waiting.
+//! A connection's deadlines (write progress, ping, pong, idle, lifetime,
+//! drain): pure state over explicit instants, so every rule is tested
+//! without waiting.
 //!
 //! The connection task arms one timer at [`Timers::next`] and, when it
 //! fires, asks [`Timers::due`] what is due; a zero duration turns its timer
@@ -22,11 +23,20 @@ pub struct Timers {
     lifetime_due: Option<Instant>,
     /// When a drain closes this connection with 1001.
     drain_due: Option<Instant>,
+    /// Set while output is pending: the armed `send_timeout` deadline. It
+    /// is moved lazily (when it passes), not on every partial write, so a
+    /// slow but progressing writer does not re-arm the timer per write.
+    write_due: Option<Instant>,
+    /// Set while output is pending: when the socket last accepted bytes of
+    /// it (or when it became pending).
+    write_since: Option<Instant>,
 }
 
 /// What is due, most urgent first: only one is acted on per wake-up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Due {
+    /// The write deadline passed: see [`Timers::write_stalled`].
+    Write,
     /// The drain reached this connection: close with 1001.
     Drain,
     /// No pong within `pong_timeout`: close with 4004.
@@ -53,6 +63,8 @@ impl Timers {
             idle_due: after(started, limits.idle_timeout),
             lifetime_due: after(started, limits.max_lifetime),
             drain_due: None,
+            write_due: None,
+            write_since: None,
         }
     }
 
@@ -66,6 +78,13 @@ impl Timers {
         }
         self.idle_due = after(last_active, limits.idle_timeout);
         self.lifetime_due = after(started, limits.max_lifetime);
+        // A stall is measured from the last progress, as before.
+        self.write_due = self
+            .write_since
+            .and_then(|since| after(since, limits.send_timeout));
+        if self.write_due.is_none() {
+            self.write_since = None;
+        }
     }
 
     /// The nearest deadline.
@@ -77,6 +96,7 @@ impl Timers {
             self.idle_due,
             self.lifetime_due,
             self.drain_due,
+            self.write_due,
         ]
         .into_iter()
         .flatten()
@@ -87,6 +107,7 @@ impl Timers {
     pub fn due(&self, now: Instant) -> Option<Due> {
         let passed = |t: Option<Instant>| t.is_some_and(|t| t <= now);
         [
+            (self.write_due, Due::Write),
             (self.drain_due, Due::Drain),
             (self.pong_due, Due::PongTimeout),
             (self.idle_due, Due::Idle),
@@ -101,6 +122,51 @@ impl Timers {
     #[inline]
     pub fn active(&mut self, limits: &Limits, now: Instant) {
         self.idle_due = after(now, limits.idle_timeout);
+    }
+
+    /// A write left output pending; `progressed`: the socket accepted some
+    /// of it. The first such write starts the `send_timeout` clock; later
+    /// progress only records when (`now` is read only then).
+    #[inline]
+    pub fn output_pending(
+        &mut self,
+        limits: &Limits,
+        progressed: bool,
+        now: impl FnOnce() -> Instant,
+    ) {
+        if self.write_due.is_none() {
+            if !limits.send_timeout.is_zero() {
+                let now = now();
+                self.write_since = Some(now);
+                self.write_due = Some(now + limits.send_timeout);
+            }
+        } else if progressed {
+            self.write_since = Some(now());
+        }
+    }
+
+    /// Nothing is pending any more: the `send_timeout` clock stops.
+    #[inline]
+    pub fn output_drained(&mut self) {
+        self.write_due = None;
+        self.write_since = None;
+    }
+
+    /// The write deadline passed at `now`: `true` when the socket has
+    /// accepted nothing for `send_timeout` (close with 4002); otherwise the
+    /// deadline moves to `send_timeout` after the last progress.
+    pub fn write_stalled(&mut self, limits: &Limits, now: Instant) -> bool {
+        let Some(since) = self.write_since else {
+            self.write_due = None;
+            return false;
+        };
+        match after(since, limits.send_timeout) {
+            Some(due) if due <= now => true,
+            due => {
+                self.write_due = due;
+                false
+            }
+        }
     }
 
     /// The drain closes this connection at `at`.
@@ -231,6 +297,93 @@ mod tests {
         t.ping(&l, t0 + S * 30, S * 30).expect("ping");
         t.reset(&limits(30, 120, 0, 0), t0, t0, t0 + S * 35);
         assert_eq!(t.due(t0 + S * 50), Some(Due::PongTimeout));
+    }
+
+    fn with_send_timeout(ms: u64) -> Limits {
+        Limits {
+            ping_interval: Duration::ZERO,
+            send_timeout: Duration::from_millis(ms),
+            ..Limits::default()
+        }
+    }
+
+    #[test]
+    fn pending_output_that_the_socket_never_takes_is_due_after_send_timeout() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis(1);
+        let l = with_send_timeout(300);
+        let mut t = Timers::new(&l, t0);
+        assert_eq!(t.next(), None);
+        t.output_pending(&l, false, || t0);
+        assert_eq!(t.next(), Some(t0 + ms * 300));
+        // Later writes that take nothing do not restart the clock.
+        t.output_pending(&l, false, || t0 + ms * 200);
+        assert_eq!(t.due(t0 + ms * 299), None);
+        assert_eq!(t.due(t0 + ms * 300), Some(Due::Write));
+        assert!(t.write_stalled(&l, t0 + ms * 300));
+    }
+
+    #[test]
+    fn progress_moves_the_write_deadline_lazily_and_draining_stops_it() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis(1);
+        let l = with_send_timeout(300);
+        let mut t = Timers::new(&l, t0);
+        t.output_pending(&l, false, || t0);
+        // Some bytes accepted at 250 ms: the armed deadline stays (no
+        // re-arm per write) ...
+        t.output_pending(&l, true, || t0 + ms * 250);
+        assert_eq!(t.next(), Some(t0 + ms * 300));
+        assert_eq!(t.due(t0 + ms * 300), Some(Due::Write));
+        // ... and when it passes, it moves to 300 ms after the progress.
+        assert!(!t.write_stalled(&l, t0 + ms * 300));
+        assert_eq!(t.next(), Some(t0 + ms * 550));
+        assert_eq!(t.due(t0 + ms * 549), None);
+        assert!(t.write_stalled(&l, t0 + ms * 550));
+
+        // Everything written: no deadline; the next stall starts afresh.
+        t.output_drained();
+        assert_eq!(t.next(), None);
+        t.output_pending(&l, true, || t0 + ms * 1000);
+        assert_eq!(t.next(), Some(t0 + ms * 1300));
+    }
+
+    #[test]
+    fn send_timeout_zero_never_arms_and_a_reload_counts_from_the_last_progress() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis(1);
+        let off = with_send_timeout(0);
+        let mut t = Timers::new(&off, t0);
+        t.output_pending(&off, false, || t0);
+        assert_eq!(t.next(), None);
+
+        let l = with_send_timeout(30_000);
+        let mut t = Timers::new(&l, t0);
+        t.output_pending(&l, false, || t0);
+        t.output_pending(&l, true, || t0 + ms * 100);
+        // 30 s -> 200 ms at 250 ms: due 200 ms after the progress.
+        let short = with_send_timeout(200);
+        t.reset(&short, t0, t0, t0 + ms * 250);
+        assert_eq!(t.next(), Some(t0 + ms * 300));
+        assert!(t.write_stalled(&short, t0 + ms * 300));
+        // Turned off while pending: no deadline.
+        t.reset(&off, t0, t0, t0 + ms * 350);
+        assert_eq!(t.next(), None);
+        assert!(!t.write_stalled(&off, t0 + ms * 400));
+    }
+
+    #[test]
+    fn a_stalled_writer_outranks_every_other_deadline() {
+        let t0 = Instant::now();
+        let l = Limits {
+            send_timeout: S,
+            idle_timeout: S,
+            ..limits(1, 1, 1, 1)
+        };
+        let mut t = Timers::new(&l, t0);
+        t.output_pending(&l, false, || t0);
+        t.drain_at(t0);
+        assert_eq!(t.due(t0 + S), Some(Due::Write));
     }
 
     #[test]

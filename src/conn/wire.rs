@@ -18,7 +18,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use wsgate_plugin_api::Outbound;
 
-use crate::ws::codec::{self, Decoder, Event, Need, OpCode, ProtocolError};
+use crate::ws::codec::{self, Decoder, Event, Need, OpCode, ProtocolError, SmallFragments};
 
 /// Bytes read per read call when no larger frame is expected.
 const READ_CHUNK: usize = 4096;
@@ -50,6 +50,9 @@ pub struct Wire {
     decoder: Decoder,
     /// Total buffered bytes the decoder needs for its next frame.
     need: usize,
+    /// Whether a write has put bytes into the socket since the last
+    /// [`Wire::take_progress`].
+    progressed: bool,
 }
 
 impl Wire {
@@ -71,6 +74,7 @@ impl Wire {
             wbuf: BytesMut::new(),
             decoder: Decoder::new(),
             need: 0,
+            progressed: false,
         }
     }
 
@@ -137,6 +141,19 @@ impl Wire {
         }
     }
 
+    /// The small fragments decoded since the last call (see
+    /// [`SmallFragments`]).
+    #[inline]
+    pub fn take_small_fragments(&mut self) -> SmallFragments {
+        self.decoder.take_small_fragments()
+    }
+
+    /// Whether the socket accepted bytes since the last call.
+    #[inline]
+    pub fn take_progress(&mut self) -> bool {
+        std::mem::take(&mut self.progressed)
+    }
+
     /// Queues a control frame (ping, pong).
     #[inline]
     pub fn control(&mut self, op: OpCode, payload: &[u8]) {
@@ -175,6 +192,7 @@ impl Wire {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
                 Err(e) => return Err(e),
             };
+            self.progressed |= written > 0;
             if let Some(rest) = buf.get(written..).filter(|r| !r.is_empty()) {
                 self.wbuf.extend_from_slice(rest);
             }
@@ -192,7 +210,10 @@ impl Wire {
     pub fn flush(&mut self) -> io::Result<bool> {
         if !self.wbuf.is_empty() {
             match self.socket.try_write(&self.wbuf) {
-                Ok(n) => self.wbuf.advance(n),
+                Ok(n) => {
+                    self.progressed |= n > 0;
+                    self.wbuf.advance(n);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e),
             }
@@ -223,8 +244,16 @@ impl Wire {
     /// the client closes too (or `deadline` passes). Closing a socket with
     /// unread input makes the kernel send RST, which can destroy the close
     /// frame before the client reads it.
+    ///
+    /// Output the socket did not take by the close deadline (a client that
+    /// does not read) is given up: the connection is reset, so that the
+    /// kernel does not keep its buffers for a peer that is not reading.
     pub async fn linger(&mut self, deadline: Instant) {
         use tokio::io::AsyncWriteExt;
+        if !self.wbuf.is_empty() {
+            let _ = self.socket.set_zero_linger();
+            return;
+        }
         let stream = &mut self.socket;
         let _ = stream.shutdown().await;
         // On the heap, and only now: an array here would sit inside every

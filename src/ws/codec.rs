@@ -96,10 +96,30 @@ struct Partial {
     checked: usize,
 }
 
-/// Decoder state for one connection: only the fragmented message in flight.
+/// Decoder state for one connection: the fragmented message in flight, and
+/// the small fragments it was sent in.
 #[derive(Debug, Default)]
 pub struct Decoder {
     partial: Option<Partial>,
+    small: SmallFragments,
+}
+
+/// Data frames of a fragmented message (a first frame without FIN, or a
+/// continuation) that carry at most [`MAX_CONTROL_PAYLOAD`] bytes: they
+/// cost as much to handle as a control frame, so the connection counts them
+/// against its frame budget with pings and pongs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SmallFragments {
+    /// Empty and not the last: ignoring one changes nothing.
+    pub empty: u32,
+    /// Carrying data, or ending the message: it cannot be left out.
+    pub data: u32,
+}
+
+impl SmallFragments {
+    pub fn is_empty(&self) -> bool {
+        self.empty == 0 && self.data == 0
+    }
 }
 
 /// What the decoder needs from the buffer.
@@ -112,6 +132,12 @@ pub enum Need {
 impl Decoder {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The small fragments consumed since the last call.
+    #[inline]
+    pub fn take_small_fragments(&mut self) -> SmallFragments {
+        std::mem::take(&mut self.small)
     }
 
     /// Whether a fragmented message is half received.
@@ -210,6 +236,15 @@ impl Decoder {
             buf.advance(header_len);
             let mut payload = buf.split_to(payload_len);
             fastwebsockets::unmask(&mut payload, mask);
+            if payload_len <= MAX_CONTROL_PAYLOAD
+                && (opcode == OpCode::Continuation || (!fin && !opcode.is_control()))
+            {
+                if payload_len == 0 && !fin {
+                    self.small.empty = self.small.empty.saturating_add(1);
+                } else {
+                    self.small.data = self.small.data.saturating_add(1);
+                }
+            }
 
             match opcode {
                 OpCode::Ping => return Ok(Ok(Event::Ping(payload.freeze()))),
@@ -389,6 +424,31 @@ mod tests {
             decode_all(header_only, 100),
             Err(ProtocolError::TooBig { limit: 100 })
         );
+    }
+
+    #[test]
+    fn small_fragments_are_counted_whole_messages_and_large_fragments_are_not() {
+        let mut d = Decoder::new();
+        let mut bytes = client_frame(true, 1, b"whole");
+        bytes.extend(client_frame(false, 2, &[1; 200]));
+        bytes.extend(client_frame(false, 0, &[]));
+        bytes.extend(client_frame(false, 0, &[]));
+        bytes.extend(client_frame(false, 0, &[2; 125]));
+        bytes.extend(client_frame(false, 0, &[3; 126]));
+        bytes.extend(client_frame(true, 0, &[]));
+        let mut buf = BytesMut::from(&bytes[..]);
+        assert_eq!(
+            d.decode(&mut buf, 1024),
+            Ok(Ok(Event::Text(Bytes::from_static(b"whole"))))
+        );
+        assert!(d.take_small_fragments().is_empty());
+        assert!(matches!(d.decode(&mut buf, 1024), Ok(Ok(Event::Binary(b))) if b.len() == 451));
+        assert_eq!(
+            d.take_small_fragments(),
+            SmallFragments { empty: 2, data: 2 },
+            "two empty ones, one of 125 bytes and the empty last one"
+        );
+        assert!(d.take_small_fragments().is_empty(), "taken once");
     }
 
     #[test]
