@@ -491,7 +491,11 @@ mod tests {
         );
         let close = c.take(&mut out, 10).expect("close request");
         assert_eq!(close.code, close::SLOW_CONSUMER);
-        assert!(close.reason.contains("send_queue_bytes"), "{}", close.reason);
+        assert!(
+            close.reason.contains("send_queue_bytes"),
+            "{}",
+            close.reason
+        );
 
         // The socket took everything: the whole bound is free again, and a
         // message larger than it is refused even on an empty queue.

@@ -337,7 +337,11 @@ async fn slow_consumer_is_closed_with_4002_and_the_reader_gets_everything() {
     assert_eq!(code, 4002, "{reason}");
     d.wait_metric("wsgate_closes_total{code=\"4002\"}", 1.0)
         .await;
-    assert_eq!(d.metric("wsgate_slow_consumer_closes_total").await, 1.0);
+    assert_eq!(
+        d.metric("wsgate_slow_consumer_closes_total{reason=\"queue_full\"}")
+            .await,
+        1.0
+    );
 
     // The reader is untouched.
     send_json(&mut reader, json!({"type": "ping"})).await;

@@ -205,8 +205,7 @@ impl<'a> Task<'a> {
         if pending == 0 {
             self.timers.output_drained();
         } else {
-            self.timers
-                .output_pending(limits, progressed, Instant::now);
+            self.timers.output_pending(limits, progressed, Instant::now);
         }
     }
 
@@ -366,7 +365,9 @@ impl<'a> Task<'a> {
     }
 
     /// Small fragments the decoder went through take from the frame budget
-    /// as control frames do.
+    /// as control frames do. Those carrying data take first: when the
+    /// budget runs out, what is left over falls on the empty ones, which
+    /// may be dropped.
     fn charge_fragments(
         &mut self,
         wire: &mut Wire,
@@ -376,8 +377,8 @@ impl<'a> Task<'a> {
         pong: &mut Option<Bytes>,
     ) {
         for (n, excess) in [
-            (small.empty, Excess::Droppable),
             (small.data, Excess::Binding),
+            (small.empty, Excess::Droppable),
         ] {
             for _ in 0..n {
                 if self.phase != Phase::Open {

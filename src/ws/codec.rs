@@ -104,15 +104,15 @@ pub struct Decoder {
     small: SmallFragments,
 }
 
-/// Data frames of a fragmented message (a first frame without FIN, or a
-/// continuation) that carry at most [`MAX_CONTROL_PAYLOAD`] bytes: they
-/// cost as much to handle as a control frame, so the connection counts them
-/// against its frame budget with pings and pongs.
+/// Data frames of a fragmented message, other than the one that ends it,
+/// that carry at most [`MAX_CONTROL_PAYLOAD`] bytes: they cost as much to
+/// handle as a control frame, so the connection counts them against its
+/// frame budget with pings and pongs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SmallFragments {
-    /// Empty and not the last: ignoring one changes nothing.
+    /// Empty: ignoring one changes nothing.
     pub empty: u32,
-    /// Carrying data, or ending the message: it cannot be left out.
+    /// Carrying data: it cannot be left out.
     pub data: u32,
 }
 
@@ -236,10 +236,10 @@ impl Decoder {
             buf.advance(header_len);
             let mut payload = buf.split_to(payload_len);
             fastwebsockets::unmask(&mut payload, mask);
-            if payload_len <= MAX_CONTROL_PAYLOAD
-                && (opcode == OpCode::Continuation || (!fin && !opcode.is_control()))
-            {
-                if payload_len == 0 && !fin {
+            // The frame that ends a message is the message's own (it counts
+            // against the message rate); the ones before it are counted.
+            if !fin && payload_len <= MAX_CONTROL_PAYLOAD && !opcode.is_control() {
+                if payload_len == 0 {
                     self.small.empty = self.small.empty.saturating_add(1);
                 } else {
                     self.small.data = self.small.data.saturating_add(1);
@@ -445,8 +445,8 @@ mod tests {
         assert!(matches!(d.decode(&mut buf, 1024), Ok(Ok(Event::Binary(b))) if b.len() == 451));
         assert_eq!(
             d.take_small_fragments(),
-            SmallFragments { empty: 2, data: 2 },
-            "two empty ones, one of 125 bytes and the empty last one"
+            SmallFragments { empty: 2, data: 1 },
+            "two empty ones and one of 125 bytes; not the last one"
         );
         assert!(d.take_small_fragments().is_empty(), "taken once");
     }
