@@ -506,23 +506,21 @@ impl<'a> Task<'a> {
             return now < deadline;
         }
         match self.timers.due(now) {
-            Some(Due::Write) => {
-                if self.timers.write_stalled(limits, now) {
-                    self.metrics.slow_consumer(SlowConsumer::NoWriteProgress);
-                    // The queue is dropped; what the socket may still take
-                    // goes out until close_timeout, then TCP is dropped.
-                    self.conn.discard_and_close(
-                        close::SLOW_CONSUMER,
-                        "slow consumer: no write progress",
-                    );
-                    self.start_close(
-                        wire,
-                        close::SLOW_CONSUMER,
-                        "slow consumer: no write progress",
-                        false,
-                    );
-                }
+            // Otherwise the socket took bytes meanwhile: the deadline moved.
+            Some(Due::Write) if self.timers.write_stalled(limits, now) => {
+                self.metrics.slow_consumer(SlowConsumer::NoWriteProgress);
+                // The queue is dropped; what the socket may still take goes
+                // out until close_timeout, then TCP is dropped.
+                self.conn
+                    .discard_and_close(close::SLOW_CONSUMER, "slow consumer: no write progress");
+                self.start_close(
+                    wire,
+                    close::SLOW_CONSUMER,
+                    "slow consumer: no write progress",
+                    false,
+                );
             }
+            Some(Due::Write) => {}
             Some(Due::Drain) => {
                 self.start_close(wire, close::GOING_AWAY, "server shutting down", true)
             }
