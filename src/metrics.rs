@@ -94,6 +94,8 @@ pub struct Metrics {
     pub slow_consumer_closes: Counter,
     pub rate_limited: Family<ActionLabel, Counter>,
     pub config_reloads: Family<ResultLabel, Counter>,
+    pub memory_pressure: Gauge,
+    pub pending_handshakes: Gauge,
 }
 
 impl Default for Metrics {
@@ -119,6 +121,8 @@ impl Metrics {
             slow_consumer_closes: Counter::default(),
             rate_limited: Family::default(),
             config_reloads: Family::default(),
+            memory_pressure: Gauge::default(),
+            pending_handshakes: Gauge::default(),
             registry: Registry::default(),
             tallies: Mutex::default(),
             open_routes: Mutex::default(),
@@ -187,6 +191,16 @@ impl Metrics {
             "config_reloads",
             "Config reloads, by result",
             m.config_reloads.clone(),
+        );
+        registry.register(
+            "memory_pressure",
+            "1 while resident memory is over max_memory (upgrades refused), else 0",
+            m.memory_pressure.clone(),
+        );
+        registry.register(
+            "pending_handshakes",
+            "TCP connections accepted and not yet upgraded or closed",
+            m.pending_handshakes.clone(),
         );
         Metrics { registry, ..m }
     }
