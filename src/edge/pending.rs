@@ -27,10 +27,22 @@ struct Size {
     owed: usize,
 }
 
-/// One connection's place in the HTTP phase; freed when dropped.
+/// One connection's place in the HTTP phase; freed when dropped. It is
+/// taken before `accept` and counted in the gauge once a connection holds
+/// it ([`PendingPermit::accepted`]).
 pub struct PendingPermit {
     permit: Option<OwnedSemaphorePermit>,
     pending: Arc<Pending>,
+    counted: bool,
+}
+
+impl PendingPermit {
+    /// A connection was accepted on this place.
+    pub fn accepted(mut self) -> Self {
+        self.pending.gauge.inc();
+        self.counted = true;
+        self
+    }
 }
 
 impl Pending {
@@ -46,10 +58,10 @@ impl Pending {
     /// never closed).
     pub async fn acquire(self: &Arc<Self>) -> Option<PendingPermit> {
         let permit = Arc::clone(&self.semaphore).acquire_owned().await.ok()?;
-        self.gauge.inc();
         Some(PendingPermit {
             permit: Some(permit),
             pending: Arc::clone(self),
+            counted: false,
         })
     }
 
@@ -77,7 +89,9 @@ impl Pending {
 
 impl Drop for PendingPermit {
     fn drop(&mut self) {
-        self.pending.gauge.dec();
+        if self.counted {
+            self.pending.gauge.dec();
+        }
         let mut size = lock(&self.pending.size);
         if let Some(permit) = self.permit.take() {
             if size.owed > 0 {
@@ -99,8 +113,10 @@ mod tests {
     #[tokio::test]
     async fn permits_count_and_come_back() {
         let p = Pending::new(2, Gauge::default());
-        let a = p.acquire().await.expect("permit");
-        let b = p.acquire().await.expect("permit");
+        let a = p.acquire().await.expect("permit").accepted();
+        let waiting = p.acquire().await.expect("permit");
+        assert_eq!(p.in_use(), 1, "a place waiting for accept is not in use");
+        let b = waiting.accepted();
         assert_eq!(p.in_use(), 2);
         assert_eq!(available(&p), 0);
         drop(a);

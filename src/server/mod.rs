@@ -52,7 +52,7 @@ pub async fn serve(listener: TcpListener, daemon: Arc<Daemon>) {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let daemon = Arc::clone(&daemon);
-                    tokio::spawn(connection(daemon, stream, peer, permit));
+                    tokio::spawn(connection(daemon, stream, peer, permit.accepted()));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
