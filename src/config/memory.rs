@@ -173,13 +173,13 @@ pub fn resolve(
             Ok(Some(l)) => max.of(Some(l)).unwrap_or(l),
             Ok(None) => {
                 let w = format!(
-                    "server.max_memory: {p}% of the cgroup memory limit, but the cgroup has none                      (memory.max is `max`): memory pressure is off"
+                    "server.max_memory: {p}% of the cgroup memory limit, but the cgroup has none (memory.max is `max`): memory pressure is off"
                 );
                 return Ok((None, Some(w)));
             }
             Err(e) => {
                 let w = format!(
-                    "server.max_memory: {p}% of the cgroup memory limit, which cannot be read                      ({e}): memory pressure is off"
+                    "server.max_memory: {p}% of the cgroup memory limit, which cannot be read ({e}): memory pressure is off"
                 );
                 return Ok((None, Some(w)));
             }
