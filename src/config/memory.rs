@@ -152,6 +152,9 @@ pub struct MemoryBounds {
     pub low: u64,
 }
 
+/// The bounds in bytes (`None`: off), and a warning to show.
+pub type Resolved = (Option<MemoryBounds>, Option<String>);
+
 /// `max_memory` and `max_memory_low_water` in bytes (`Ok(None)`: off), with
 /// a warning when a percentage has no cgroup limit to be taken of. `limit`
 /// reads the cgroup limit (only called for a percentage).
@@ -159,7 +162,7 @@ pub fn resolve(
     max: MemorySize,
     low_water: MemorySize,
     limit: impl FnOnce() -> Result<Option<u64>, String>,
-) -> Result<(Option<MemoryBounds>, Option<String>), (&'static str, String)> {
+) -> Result<Resolved, (&'static str, String)> {
     if low_water.is_off() {
         return Err((
             "server.max_memory_low_water",

@@ -548,6 +548,41 @@ mod tests {
     }
 
     #[test]
+    fn connect_storm_and_memory_keys_are_checked_with_their_place() {
+        let e = err(concat!(
+            "[server]\n",
+            "connects_per_second_per_ip = 5\n",
+            "max_pending_handshakes = 0\n",
+            "max_memory = \"1MiB\"\n",
+            "max_memory_low_water = \"2MiB\"\n",
+            "memory_sample_interval = \"0s\"\n",
+        ));
+        let text = e.to_string();
+        for want in [
+            "server.connect_burst_per_ip: must be at least 1 when connects_per_second_per_ip is set",
+            "t.toml:3:26: server.max_pending_handshakes: must be at least 1",
+            "t.toml:5:24: server.max_memory_low_water: must be at most max_memory (1048576 bytes)",
+            "t.toml:6:26: server.memory_sample_interval: must be more than 0s when max_memory is set",
+        ] {
+            assert!(text.contains(want), "{want}\n{text}");
+        }
+        let e = err("[server]\nmax_memory = \"lots\"\n");
+        assert!(
+            e.to_string()
+                .contains("t.toml:2:14: server.max_memory: `lots`: expected a size in bytes"),
+            "{e}"
+        );
+        let s = Settings::from_text("t.toml", "[server]\nmax_memory = \"1GiB\"\n").expect("valid");
+        assert_eq!(
+            s.memory,
+            Some(MemoryBounds {
+                high: 1 << 30,
+                low: ((1u64 << 30) as f64 * 0.9) as u64
+            })
+        );
+    }
+
+    #[test]
     fn unknown_auth_plugin_is_refused() {
         let e = err("[auth.x]\nplugin = \"kerberos\"\n");
         assert!(
