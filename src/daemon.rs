@@ -3,6 +3,7 @@
 //! - the config in force, behind one swap point ([`Daemon::settings`]);
 //! - the [`Registry`] of connections and the [`Hub`] of topics;
 //! - the [`Metrics`];
+//! - the [`Edge`]: connect rates, memory pressure, pending handshakes;
 //! - the drain and the stop, which flow down to the accept loop and every
 //!   connection ([`Daemon::start_drain`], [`Daemon::stop`]), and the tracker
 //!   through which completion flows back up ([`Daemon::wait_connections`]);
@@ -24,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Settings;
+use crate::edge::Edge;
 use crate::handle::lock;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
@@ -61,12 +63,15 @@ pub struct Daemon {
     reload_status: Mutex<Option<ReloadStatus>>,
     /// Events for admin `watch` clients (bounded; laggards lose the oldest).
     events: broadcast::Sender<Event>,
+    /// Connect rates, memory pressure and pending handshakes.
+    edge: Arc<Edge>,
 }
 
 impl Daemon {
     pub fn new(settings: Settings, config_path: Option<PathBuf>) -> Arc<Self> {
         let metrics = Arc::new(Metrics::new());
         let (events, _) = broadcast::channel(settings.config.server.admin_watch_buffer);
+        let edge = Edge::new(&settings, Arc::clone(&metrics));
         Arc::new(Self {
             settings: ArcSwap::from_pointee(settings),
             generation: AtomicU64::new(0),
@@ -80,6 +85,7 @@ impl Daemon {
             config_path,
             reload_status: Mutex::new(None),
             events,
+            edge,
         })
     }
 
@@ -90,6 +96,7 @@ impl Daemon {
 
     /// Replaces the config in force, all at once.
     pub fn swap(&self, settings: Settings) -> Arc<Settings> {
+        self.edge.configure(&settings);
         let old = self.settings.swap(Arc::new(settings));
         self.generation.fetch_add(1, Ordering::Release);
         old
@@ -116,6 +123,12 @@ impl Daemon {
 
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// What is refused before the upgrade: connect rates, memory pressure,
+    /// pending handshakes.
+    pub fn edge(&self) -> &Arc<Edge> {
+        &self.edge
     }
 
     /// How long the daemon has run.

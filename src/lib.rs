@@ -33,6 +33,7 @@ pub mod config;
 pub mod conn;
 pub mod control;
 pub mod daemon;
+pub mod edge;
 pub mod handle;
 pub mod hub;
 pub mod metrics;

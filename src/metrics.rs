@@ -127,6 +127,8 @@ pub struct Metrics {
     /// that a flood of frames counts with one atomic add each.
     frames_dropped: Counter,
     frames_closed: Counter,
+    pub memory_pressure: Gauge,
+    pub pending_handshakes: Gauge,
 }
 
 impl Default for Metrics {
@@ -155,6 +157,8 @@ impl Metrics {
             rate_limited_frames: Family::default(),
             frames_dropped: Counter::default(),
             frames_closed: Counter::default(),
+            memory_pressure: Gauge::default(),
+            pending_handshakes: Gauge::default(),
             registry: Registry::default(),
             tallies: Mutex::default(),
             open_routes: Mutex::default(),
@@ -228,6 +232,16 @@ impl Metrics {
             "rate_limited_frames",
             "Inbound pings, pongs and small fragments over the frame budget, by action",
             m.rate_limited_frames.clone(),
+        );
+        registry.register(
+            "memory_pressure",
+            "1 while resident memory is over max_memory (upgrades refused), else 0",
+            m.memory_pressure.clone(),
+        );
+        registry.register(
+            "pending_handshakes",
+            "TCP connections accepted and not yet upgraded or closed",
+            m.pending_handshakes.clone(),
         );
         // Every series exists from the start, at 0.
         for reason in SlowConsumer::ALL {

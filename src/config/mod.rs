@@ -11,6 +11,7 @@
 
 pub mod diff;
 pub mod load;
+pub mod memory;
 pub mod schema;
 pub mod settings;
 

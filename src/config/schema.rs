@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use super::memory::MemorySize;
+
 /// The whole file.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -120,6 +122,37 @@ pub struct ServerConfig {
     /// Peers whose `X-Forwarded-For` header is believed for the client IP
     /// (CIDRs or single addresses). Empty: the TCP peer is the client.
     pub trusted_proxies: Vec<IpNetwork>,
+    /// Upgrade requests per second from one client IP (token bucket); 0 =
+    /// off. Over it: 429 with Retry-After.
+    pub connects_per_second_per_ip: u32,
+    /// The per-IP bucket's size: upgrades one address may make at once.
+    pub connect_burst_per_ip: u32,
+    /// Upgrade requests per second over the whole daemon (token bucket); 0
+    /// = off. Over it: 503 with Retry-After.
+    pub connects_per_second: u32,
+    /// The daemon-wide bucket's size.
+    pub connect_burst: u32,
+    /// Most client IPs whose per-IP bucket is remembered at once; past it
+    /// the table is swept of full buckets, then emptied if that is not
+    /// enough.
+    pub connect_tracked_ips: usize,
+    /// Above this much resident memory new upgrades get 503 and `/readyz`
+    /// 503: bytes, with a unit (`"512MiB"`), or a percentage of the
+    /// cgroup's memory limit (`"80%"`); 0 = off.
+    pub max_memory: MemorySize,
+    /// Under memory pressure, upgrades are accepted again once resident
+    /// memory is below this: bytes, or a percentage of `max_memory`.
+    pub max_memory_low_water: MemorySize,
+    /// How often resident memory is read while `max_memory` is set.
+    #[serde(with = "humantime_serde")]
+    pub memory_sample_interval: Duration,
+    /// Refusals for connect rate and memory pressure are logged once, then
+    /// counted in one line per this interval while they last.
+    #[serde(with = "humantime_serde")]
+    pub refusal_log_interval: Duration,
+    /// Most TCP connections accepted and not yet upgraded (or, for plain
+    /// HTTP, not yet closed); at it the listener stops accepting.
+    pub max_pending_handshakes: usize,
 }
 
 impl Default for ServerConfig {
@@ -141,6 +174,16 @@ impl Default for ServerConfig {
             admin_max_request_bytes: 64 * 1024,
             admin_watch_buffer: 1024,
             trusted_proxies: Vec::new(),
+            connects_per_second_per_ip: 0,
+            connect_burst_per_ip: 0,
+            connects_per_second: 0,
+            connect_burst: 0,
+            connect_tracked_ips: 100_000,
+            max_memory: MemorySize::Off,
+            max_memory_low_water: MemorySize::Percent(90.0),
+            memory_sample_interval: Duration::from_millis(250),
+            refusal_log_interval: Duration::from_secs(10),
+            max_pending_handshakes: 1024,
         }
     }
 }

@@ -9,7 +9,8 @@ use std::time::Duration;
 use wsgate_plugin_api::{Authenticator, DynRouter, OptionsError};
 
 use super::load::{ConfigError, Issue, Source};
-use super::schema::{Config, Limits, LimitsOverride, Secret, REDACTED};
+use super::memory::{self, MemoryBounds};
+use super::schema::{Config, Limits, LimitsOverride, Secret, ServerConfig, REDACTED};
 use crate::plugins;
 
 /// Paths the daemon serves itself; a route may not take them.
@@ -26,6 +27,9 @@ pub struct Settings {
     pub api_keys: Vec<Secret>,
     /// Non-fatal remarks found while loading (e.g. an unset `keys_env`).
     pub warnings: Vec<String>,
+    /// `max_memory` and its low-water mark in bytes (`None`: off), read
+    /// against the cgroup limit when written as a percentage.
+    pub memory: Option<MemoryBounds>,
 }
 
 /// One route, ready to serve.
@@ -125,6 +129,24 @@ impl Settings {
                 issues.push(source.issue(&format!("server.{key}"), "must be at least 1"));
             }
         }
+
+        for (key, message) in check_edge(server) {
+            issues.push(source.issue(&format!("server.{key}"), message));
+        }
+        let memory = match memory::resolve(
+            server.max_memory,
+            server.max_memory_low_water,
+            memory::cgroup_limit,
+        ) {
+            Ok((bounds, warning)) => {
+                warnings.extend(warning);
+                bounds
+            }
+            Err((path, message)) => {
+                issues.push(source.issue(path, message));
+                None
+            }
+        };
 
         for (key, message) in check_limits(&config.limits) {
             issues.push(source.issue(&format!("limits.{key}"), message));
@@ -259,6 +281,7 @@ impl Settings {
             routes,
             api_keys,
             warnings,
+            memory,
         })
     }
 
@@ -358,6 +381,51 @@ fn check_limits(l: &Limits) -> Vec<(&'static str, String)> {
     }
     out
 }
+
+/// The problems in the connect-storm and memory keys of `[server]`.
+fn check_edge(s: &ServerConfig) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    for (rate_key, rate, burst_key, burst) in [
+        (
+            "connects_per_second_per_ip",
+            s.connects_per_second_per_ip,
+            "connect_burst_per_ip",
+            s.connect_burst_per_ip,
+        ),
+        (
+            "connects_per_second",
+            s.connects_per_second,
+            "connect_burst",
+            s.connect_burst,
+        ),
+    ] {
+        if rate > 0 && burst == 0 {
+            out.push((
+                burst_key,
+                format!("must be at least 1 when {rate_key} is set"),
+            ));
+        }
+    }
+    if s.connect_tracked_ips == 0 {
+        out.push(("connect_tracked_ips", "must be at least 1".to_string()));
+    }
+    if !s.max_memory.is_off() && s.memory_sample_interval.is_zero() {
+        out.push((
+            "memory_sample_interval",
+            "must be more than 0s when max_memory is set".to_string(),
+        ));
+    }
+    if s.max_pending_handshakes == 0 || s.max_pending_handshakes > MAX_PENDING_HANDSHAKES {
+        out.push((
+            "max_pending_handshakes",
+            format!("must be at least 1 and at most {MAX_PENDING_HANDSHAKES}"),
+        ));
+    }
+    out
+}
+
+/// Most permits a tokio semaphore holds.
+pub const MAX_PENDING_HANDSHAKES: usize = tokio::sync::Semaphore::MAX_PERMITS;
 
 /// Whether a route's overrides name `key`.
 fn overrides(over: &LimitsOverride, key: &str) -> bool {
@@ -493,6 +561,41 @@ mod tests {
         assert!(
             text.contains("routes[2].path: `/metrics` is served by wsgate itself"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn connect_storm_and_memory_keys_are_checked_with_their_place() {
+        let e = err(concat!(
+            "[server]\n",
+            "connects_per_second_per_ip = 5\n",
+            "max_pending_handshakes = 0\n",
+            "max_memory = \"1MiB\"\n",
+            "max_memory_low_water = \"2MiB\"\n",
+            "memory_sample_interval = \"0s\"\n",
+        ));
+        let text = e.to_string();
+        for want in [
+            "server.connect_burst_per_ip: must be at least 1 when connects_per_second_per_ip is set",
+            "t.toml:3:26: server.max_pending_handshakes: must be at least 1",
+            "t.toml:5:24: server.max_memory_low_water: must be at most max_memory (1048576 bytes)",
+            "t.toml:6:26: server.memory_sample_interval: must be more than 0s when max_memory is set",
+        ] {
+            assert!(text.contains(want), "{want}\n{text}");
+        }
+        let e = err("[server]\nmax_memory = \"lots\"\n");
+        assert!(
+            e.to_string()
+                .contains("t.toml:2:14: server.max_memory: `lots`: expected a size in bytes"),
+            "{e}"
+        );
+        let s = Settings::from_text("t.toml", "[server]\nmax_memory = \"1GiB\"\n").expect("valid");
+        assert_eq!(
+            s.memory,
+            Some(MemoryBounds {
+                high: 1 << 30,
+                low: ((1u64 << 30) as f64 * 0.9) as u64
+            })
         );
     }
 

@@ -32,6 +32,11 @@ pub async fn handle(
                     StatusCode::SERVICE_UNAVAILABLE,
                     &json!({"status": "draining"}),
                 )
+            } else if daemon.edge().under_memory_pressure() {
+                reply::json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &json!({"status": "memory_pressure"}),
+                )
             } else {
                 reply::json(StatusCode::OK, &json!({"status": "ready"}))
             }

@@ -22,20 +22,37 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::daemon::Daemon;
+use crate::edge::pending::PendingPermit;
 
 /// Pause after a failed accept (e.g. out of file descriptors), so the loop
 /// does not spin while the condition lasts.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
-/// Accepts connections until the daemon has stopped.
+/// Accepts connections until the daemon has stopped, and samples memory
+/// for `max_memory` meanwhile.
+///
+/// A connection takes one of `max_pending_handshakes` places before it is
+/// accepted and holds it for its HTTP phase: at the cap, the loop waits and
+/// the kernel's backlog holds the next ones.
 pub async fn serve(listener: TcpListener, daemon: Arc<Daemon>) {
+    tokio::spawn(Arc::clone(daemon.edge()).watch_memory(daemon.stopped()));
     loop {
+        let permit = tokio::select! {
+            _ = daemon.stopped() => break,
+            permit = daemon.edge().pending_permit() => permit,
+        };
+        let Some(permit) = permit else {
+            tracing::error!(
+                "the pending-handshake semaphore closed; no more connections are accepted"
+            );
+            break;
+        };
         tokio::select! {
             _ = daemon.stopped() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let daemon = Arc::clone(&daemon);
-                    tokio::spawn(connection(daemon, stream, peer));
+                    tokio::spawn(connection(daemon, stream, peer, permit.accepted()));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
@@ -49,8 +66,14 @@ pub async fn serve(listener: TcpListener, daemon: Arc<Daemon>) {
 }
 
 /// One TCP connection's HTTP phase. An upgrade hands the socket to a
-/// connection task and ends this one.
-async fn connection(daemon: Arc<Daemon>, stream: TcpStream, peer: SocketAddr) {
+/// connection task and ends this one, and with it the place it held among
+/// the pending handshakes (`_pending`).
+async fn connection(
+    daemon: Arc<Daemon>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    _pending: PendingPermit,
+) {
     let _ = stream.set_nodelay(true);
     let handshake_timeout = daemon.settings().config.server.handshake_timeout;
     let service = {

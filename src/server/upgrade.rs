@@ -3,7 +3,8 @@
 //! The order is cheapest first, and everything is decided before the
 //! upgrade, so a refused client costs no WebSocket state:
 //! route (404) → an upgrade request at all (400) → origin (403) → draining
-//! (503) → authentication (401/403; 503 if it takes longer than
+//! (503) → memory pressure (503) → the client IP's connect bucket (429) →
+//! the daemon's connect bucket (503) → authentication (401/403; 503 if it takes longer than
 //! `handshake_timeout`) → WebSocket key and version (400) → caps (429/503)
 //! → 101 and a connection task.
 
@@ -18,6 +19,7 @@ use super::client_ip::client_ip;
 use super::reply::{self, Body};
 use crate::conn::{self, Accepted, Wire};
 use crate::daemon::Daemon;
+use crate::edge;
 use crate::registry::{Candidate, Refusal};
 use crate::ws::handshake;
 use wsgate_admin_proto::Event;
@@ -31,6 +33,56 @@ fn refuse(
     reason: &'static str,
     message: &str,
 ) -> Response<Body> {
+    tracing::info!(%ip, path, status = status.as_u16(), reason, "upgrade refused: {message}");
+    answer(daemon, ip, path, status, reason, message, None)
+}
+
+/// A refusal at the door ([`crate::edge`]): logged as storms are, the first
+/// in full and the rest counted.
+fn refuse_at_door(
+    daemon: &Daemon,
+    ip: std::net::IpAddr,
+    path: &str,
+    refusal: edge::Refusal,
+) -> Response<Body> {
+    let status = match refusal {
+        edge::Refusal::ConnectRateIp { .. } => StatusCode::TOO_MANY_REQUESTS,
+        edge::Refusal::ConnectRateGlobal { .. } | edge::Refusal::MemoryPressure => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+    };
+    let (reason, message) = (refusal.reason(), refusal.message());
+    if daemon.edge().log_refusal(refusal, ip) {
+        tracing::info!(
+            %ip,
+            path,
+            status = status.as_u16(),
+            reason,
+            "upgrade refused: {message} (more refusals for {reason} are counted, not logged one by one)"
+        );
+    }
+    answer(
+        daemon,
+        ip,
+        path,
+        status,
+        reason,
+        message,
+        refusal.retry_after(),
+    )
+}
+
+/// Counts a refusal and builds its answer; 429 and 503 carry `Retry-After`
+/// (`after` seconds, else the configured `retry_after`).
+fn answer(
+    daemon: &Daemon,
+    ip: std::net::IpAddr,
+    path: &str,
+    status: StatusCode,
+    reason: &'static str,
+    message: &str,
+    after: Option<u64>,
+) -> Response<Body> {
     daemon.metrics().reject(reason);
     daemon.emit(|| Event::Rejected {
         route: path.to_string(),
@@ -38,10 +90,10 @@ fn refuse(
         status: status.as_u16(),
         reason: reason.to_string(),
     });
-    tracing::info!(%ip, path, status = status.as_u16(), reason, "upgrade refused: {message}");
     match status {
         StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
-            let after = daemon.settings().config.server.retry_after.as_secs();
+            let after =
+                after.unwrap_or_else(|| daemon.settings().config.server.retry_after.as_secs());
             reply::retry_later(status, reason, message, after)
         }
         _ => reply::error(status, reason, message),
@@ -109,6 +161,10 @@ pub async fn handle(
             "draining",
             "server is draining",
         );
+    }
+
+    if let Err(refusal) = daemon.edge().admit(ip) {
+        return refuse_at_door(&daemon, ip, &path, refusal);
     }
 
     let query = req.uri().query().map(str::to_string);
