@@ -235,7 +235,10 @@ mod tests {
     #[test]
     fn real_openmetrics_output_becomes_text_0_0_4() {
         let om = real_output();
-        assert!(om.contains("# UNIT wsgate_messages_in_bytes bytes\n"), "{om}");
+        assert!(
+            om.contains("# UNIT wsgate_messages_in_bytes bytes\n"),
+            "{om}"
+        );
         assert!(om.ends_with("# EOF\n"), "{om}");
         let text = to_prometheus_text(&om);
         let want = "\

@@ -234,31 +234,31 @@ impl Collector for ProcessCollector {
         let gauges: [(&str, &str, Option<Unit>, Option<f64>); 5] = [
             (
                 "process_resident_memory",
-                "Resident memory size",
+                "Resident memory size.",
                 Some(Unit::Bytes),
                 snap.resident_memory_bytes.map(|v| v as f64),
             ),
             (
                 "process_virtual_memory",
-                "Virtual memory size",
+                "Virtual memory size.",
                 Some(Unit::Bytes),
                 snap.virtual_memory_bytes.map(|v| v as f64),
             ),
             (
                 "process_open_fds",
-                "Open file descriptors",
+                "Open file descriptors.",
                 None,
                 snap.open_fds.map(|v| v as f64),
             ),
             (
                 "process_max_fds",
-                "Most file descriptors the process may open (soft limit)",
+                "Most file descriptors the process may open (soft limit).",
                 None,
                 snap.max_fds.map(|v| v as f64),
             ),
             (
                 "process_start_time",
-                "Start time of the process since the Unix epoch",
+                "Start time of the process since the Unix epoch.",
                 Some(Unit::Seconds),
                 snap.start_time_seconds,
             ),
@@ -274,7 +274,7 @@ impl Collector for ProcessCollector {
             let metric = ConstCounter::new(v);
             let m = encoder.encode_descriptor(
                 "process_cpu",
-                "User and system CPU time spent",
+                "User and system CPU time spent.",
                 Some(&Unit::Seconds),
                 MetricType::Counter,
             )?;
@@ -314,18 +314,26 @@ mod tests {
                     Max processes             63438                63438                processes \n\
                     Max open files            20000                524288               files     \n";
         assert_eq!(parse_max_fds(text), Ok(Some(20000)));
-        let unlimited = "Max open files            unlimited            unlimited            files     \n";
+        let unlimited =
+            "Max open files            unlimited            unlimited            files     \n";
         assert_eq!(parse_max_fds(unlimited), Ok(None));
         assert!(parse_max_fds("Max processes 1 1\n").is_err());
     }
 
     #[test]
     fn boot_time_and_auxv_are_parsed() {
-        assert_eq!(parse_btime("cpu  1 2 3\nbtime 1764662400\nprocesses 9\n"), Ok(1764662400));
+        assert_eq!(
+            parse_btime("cpu  1 2 3\nbtime 1764662400\nprocesses 9\n"),
+            Ok(1764662400)
+        );
         assert!(parse_btime("cpu 1\n").is_err());
         let word = std::mem::size_of::<usize>();
         let mut auxv = Vec::new();
-        for (k, v) in [(AT_PAGESZ as usize, 16384usize), (AT_CLKTCK as usize, 250), (0, 0)] {
+        for (k, v) in [
+            (AT_PAGESZ as usize, 16384usize),
+            (AT_CLKTCK as usize, 250),
+            (0, 0),
+        ] {
             auxv.extend_from_slice(&k.to_ne_bytes()[..word]);
             auxv.extend_from_slice(&v.to_ne_bytes()[..word]);
         }
@@ -363,7 +371,10 @@ mod tests {
             .as_secs_f64();
         let start = snap.start_time_seconds.expect("start time");
         // Started in the past, and not before 2020.
-        assert!(start <= now + 1.0 && start > 1.5e9, "start {start}, now {now}");
+        assert!(
+            start <= now + 1.0 && start > 1.5e9,
+            "start {start}, now {now}"
+        );
         assert!(snap.cpu_seconds.expect("cpu") >= 0.0);
     }
 }

@@ -58,7 +58,9 @@ async fn connection(daemon: Arc<Daemon>, stream: TcpStream, peer: SocketAddr) {
         let daemon = Arc::clone(&daemon);
         service_fn(move |req| {
             let daemon = Arc::clone(&daemon);
-            async move { Ok::<_, std::convert::Infallible>(http::handle(daemon, peer, accepted, req).await) }
+            async move {
+                Ok::<_, std::convert::Infallible>(http::handle(daemon, peer, accepted, req).await)
+            }
         })
     };
     // hyper only enforces the header timeout with a timer set; without it a
