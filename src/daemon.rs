@@ -136,15 +136,15 @@ impl Daemon {
         self.started.elapsed()
     }
 
-    /// The Prometheus exposition, with the numbers the registry owns
+    /// The exposition in `format`, with the numbers the registry owns
     /// (traffic, connections open) brought up to date first.
-    pub fn render_metrics(&self) -> String {
+    pub fn render_metrics(&self, format: crate::metrics::Format) -> String {
         let registry = &self.registry;
         self.metrics.sync_traffic(registry.traffic());
         let counts = registry.counts();
         self.metrics
             .sync_open(counts.by_route.iter().map(|(r, n, _)| (r.as_str(), *n)));
-        self.metrics.render()
+        self.metrics.render_as(format)
     }
 
     /// Publishes an event to `watch` clients; builds it only if one listens.

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 use serde::Serialize;
 use wsgate_plugin_api::{Bytes, Outbound, RawValue, SubscribeError};
@@ -120,6 +121,15 @@ impl Hub {
     /// Delivers `data` to every subscriber of `topic`; returns how many
     /// send queues took it.
     pub fn publish(&self, topic: &str, data: &RawValue, source: Source) -> usize {
+        let started = Instant::now();
+        let delivered = self.fan_out(topic, data, source);
+        self.metrics
+            .publish_fanout
+            .observe(started.elapsed().as_secs_f64());
+        delivered
+    }
+
+    fn fan_out(&self, topic: &str, data: &RawValue, source: Source) -> usize {
         self.metrics.published(source.label());
         let frame = match serde_json::to_vec(&Delivery {
             kind: "message",

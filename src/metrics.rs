@@ -6,6 +6,16 @@
 //! connect and close (connections open) is not counted here on the way: the
 //! owner of those numbers hands them over when metrics are shown
 //! ([`Metrics::sync_traffic`], [`Metrics::sync_open`]).
+//!
+//! - [`exposition`]: the two text formats (OpenMetrics, Prometheus 0.0.4)
+//!   and which one a scraper asked for.
+//! - [`process`]: the standard `process_*` metrics, read at scrape time.
+//!
+//! Histograms are observed once per event that is rare next to messages
+//! (a pong, a publish, a handshake): a few atomic additions each.
+
+pub mod exposition;
+pub mod process;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
@@ -14,7 +24,30 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+pub use exposition::Format;
+
+/// Upper bounds (seconds) of `wsgate_ping_rtt_seconds`: from a loopback
+/// round trip (under 1 ms) to the default `pong_timeout` (10 s).
+pub const PING_RTT_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Upper bounds (seconds) of `wsgate_publish_fanout_seconds`: a publish
+/// to no subscriber takes microseconds, one to 10,000 a few milliseconds.
+pub const PUBLISH_FANOUT_BUCKETS: [f64; 14] = [
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.25,
+];
+
+/// Upper bounds (seconds) of `wsgate_handshake_seconds`: a loopback
+/// upgrade takes well under a millisecond; authentication may add
+/// milliseconds; the default `handshake_timeout` (5 s) ends it.
+pub const HANDSHAKE_BUCKETS: [f64; 13] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabel {
@@ -116,8 +149,8 @@ pub struct Metrics {
     pub closes: Family<CodeLabel, Counter>,
     pub messages_in: Counter,
     pub messages_out: Counter,
-    pub bytes_in: Counter,
-    pub bytes_out: Counter,
+    pub message_bytes_in: Counter,
+    pub message_bytes_out: Counter,
     pub publishes: Family<SourceLabel, Counter>,
     pub slow_consumer_closes: Family<ReasonLabel, Counter>,
     pub rate_limited: Family<ActionLabel, Counter>,
@@ -129,6 +162,13 @@ pub struct Metrics {
     frames_closed: Counter,
     pub memory_pressure: Gauge,
     pub pending_handshakes: Gauge,
+    /// From a ping sent to the pong that answers it.
+    pub ping_rtt: Histogram,
+    /// The hub's publish call: serialising the frame once and offering it
+    /// to every subscriber's queue.
+    pub publish_fanout: Histogram,
+    /// From TCP accept to the upgraded socket.
+    pub handshake: Histogram,
 }
 
 impl Default for Metrics {
@@ -139,7 +179,10 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("wsgate");
+        // The daemon's own metrics under `wsgate_`, then the process
+        // metrics, which have standard names of their own.
+        let mut root = Registry::default();
+        let registry = root.sub_registry_with_prefix("wsgate");
         let m = Metrics {
             connections_open: Family::default(),
             connections_accepted: Family::default(),
@@ -148,8 +191,8 @@ impl Metrics {
             closes: Family::default(),
             messages_in: Counter::default(),
             messages_out: Counter::default(),
-            bytes_in: Counter::default(),
-            bytes_out: Counter::default(),
+            message_bytes_in: Counter::default(),
+            message_bytes_out: Counter::default(),
             publishes: Family::default(),
             slow_consumer_closes: Family::default(),
             rate_limited: Family::default(),
@@ -159,6 +202,9 @@ impl Metrics {
             frames_closed: Counter::default(),
             memory_pressure: Gauge::default(),
             pending_handshakes: Gauge::default(),
+            ping_rtt: Histogram::new(PING_RTT_BUCKETS),
+            publish_fanout: Histogram::new(PUBLISH_FANOUT_BUCKETS),
+            handshake: Histogram::new(HANDSHAKE_BUCKETS),
             registry: Registry::default(),
             tallies: Mutex::default(),
             open_routes: Mutex::default(),
@@ -198,15 +244,17 @@ impl Metrics {
             "Outbound data messages",
             m.messages_out.clone(),
         );
-        registry.register(
-            "bytes_in",
+        registry.register_with_unit(
+            "messages_in",
             "Inbound message payload bytes",
-            m.bytes_in.clone(),
+            Unit::Bytes,
+            m.message_bytes_in.clone(),
         );
-        registry.register(
-            "bytes_out",
+        registry.register_with_unit(
+            "messages_out",
             "Outbound message payload bytes",
-            m.bytes_out.clone(),
+            Unit::Bytes,
+            m.message_bytes_out.clone(),
         );
         registry.register(
             "publishes",
@@ -243,6 +291,24 @@ impl Metrics {
             "TCP connections accepted and not yet upgraded or closed",
             m.pending_handshakes.clone(),
         );
+        registry.register_with_unit(
+            "ping_rtt",
+            "Round trip from a ping the server sent to its pong",
+            Unit::Seconds,
+            m.ping_rtt.clone(),
+        );
+        registry.register_with_unit(
+            "publish_fanout",
+            "Time a publish takes to reach every subscriber's send queue",
+            Unit::Seconds,
+            m.publish_fanout.clone(),
+        );
+        registry.register_with_unit(
+            "handshake",
+            "Time from TCP accept to the upgraded WebSocket",
+            Unit::Seconds,
+            m.handshake.clone(),
+        );
         // Every series exists from the start, at 0.
         for reason in SlowConsumer::ALL {
             m.slow_consumer_closes.get_or_create_owned(&ReasonLabel {
@@ -255,8 +321,10 @@ impl Metrics {
         let frames_closed = m
             .rate_limited_frames
             .get_or_create_owned(&ActionLabel { action: "closed" });
+        root.sub_registry_with_labels(std::iter::empty())
+            .register_collector(Box::new(process::ProcessCollector::default()));
         Metrics {
-            registry,
+            registry: root,
             frames_dropped,
             frames_closed,
             ..m
@@ -270,8 +338,8 @@ impl Metrics {
         for (counter, total) in [
             (&self.messages_in, t.msgs_in),
             (&self.messages_out, t.msgs_out),
-            (&self.bytes_in, t.bytes_in),
-            (&self.bytes_out, t.bytes_out),
+            (&self.message_bytes_in, t.bytes_in),
+            (&self.message_bytes_out, t.bytes_out),
         ] {
             let shown = counter.get();
             if total > shown {
@@ -365,13 +433,21 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition.
+    /// The OpenMetrics text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();
         }
         out
+    }
+
+    /// The exposition in `format`.
+    pub fn render_as(&self, format: Format) -> String {
+        match format {
+            Format::OpenMetrics => self.render(),
+            Format::Prometheus => exposition::to_prometheus_text(&self.render()),
+        }
     }
 
     pub fn reject(&self, reason: &'static str) {
@@ -437,6 +513,6 @@ mod tests {
         };
         m.sync_traffic(t);
         m.sync_traffic(t);
-        assert_eq!((m.messages_in.get(), m.bytes_out.get()), (5, 200));
+        assert_eq!((m.messages_in.get(), m.message_bytes_out.get()), (5, 200));
     }
 }

@@ -67,6 +67,9 @@ async fn origin_must_be_one_of_the_allowed() {
         .await
         .expect_err("refused");
     assert_eq!(status, 403);
+    // The log says which Origin was sent, quoted.
+    d.wait_log(&["upgrade refused: origin not allowed (Origin: \"http://app.example\")"])
+        .await;
 
     let mut ws = d
         .try_connect("/ws", &[("Origin", "https://app.example")])

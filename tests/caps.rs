@@ -19,12 +19,12 @@ async fn echo_route_echoes_text_and_binary() {
     assert_eq!(recv(&mut ws).await, Message::binary(vec![0u8, 1, 2, 255]));
     assert_eq!(d.metric("wsgate_messages_in_total").await, 2.0);
     assert_eq!(d.metric("wsgate_messages_out_total").await, 2.0);
-    assert_eq!(d.metric("wsgate_bytes_in_total").await, 9.0);
+    assert_eq!(d.metric("wsgate_messages_in_bytes_total").await, 9.0);
     // The totals keep what a closed connection carried.
     drop(ws);
     d.wait_metric("wsgate_connections_open{route=\"/ws/echo\"}", 0.0)
         .await;
-    assert_eq!(d.metric("wsgate_bytes_out_total").await, 9.0);
+    assert_eq!(d.metric("wsgate_messages_out_bytes_total").await, 9.0);
 }
 
 #[tokio::test]

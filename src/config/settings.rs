@@ -200,10 +200,17 @@ impl Settings {
                     format!("`{}` is served by wsgate itself", rc.path),
                 ));
             }
-            if config.routes[..i].iter().any(|r| r.path == rc.path) {
+            if let Some(first) = config.routes[..i].iter().position(|r| r.path == rc.path) {
+                let place = source
+                    .issue(&format!("routes[{first}].path"), "")
+                    .line
+                    .map_or_else(String::new, |l| format!(" at line {l}"));
                 issues.push(source.issue(
                     &format!("{at}.path"),
-                    format!("`{}` is already a route", rc.path),
+                    format!(
+                        "`{}` is already a route: first defined{place} (routes[{first}])",
+                        rc.path
+                    ),
                 ));
             }
             let auth = if rc.auth == "none" {
@@ -555,7 +562,9 @@ mod tests {
         ));
         let text = e.to_string();
         assert!(
-            text.contains("routes[1].path: `/a` is already a route"),
+            text.contains(
+                "t.toml:5:8: routes[1].path: `/a` is already a route: first defined at line 2 (routes[0])"
+            ),
             "{text}"
         );
         assert!(

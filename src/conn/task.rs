@@ -495,6 +495,7 @@ impl<'a> Task<'a> {
     fn on_pong(&mut self, payload: &[u8]) {
         if let Some(rtt) = self.timers.pong(payload, self.conn.started.elapsed()) {
             self.conn.stats.rtt_us.store(rtt, Ordering::Relaxed);
+            self.metrics.ping_rtt.observe(rtt as f64 / 1e6);
         }
     }
 

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -16,11 +17,13 @@ use super::reply::{self, Body};
 use super::upgrade;
 use crate::daemon::Daemon;
 use crate::hub::Source;
-use crate::metrics::ReasonLabel;
+use crate::metrics::{Format, ReasonLabel};
 
+/// `accepted` is when the TCP connection was accepted.
 pub async fn handle(
     daemon: Arc<Daemon>,
     peer: SocketAddr,
+    accepted: Instant,
     req: Request<Incoming>,
 ) -> Response<Body> {
     let path = req.uri().path();
@@ -41,18 +44,28 @@ pub async fn handle(
                 reply::json(StatusCode::OK, &json!({"status": "ready"}))
             }
         }
-        (&Method::GET, "/metrics") => reply::text(
-            StatusCode::OK,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            daemon.render_metrics(),
-        ),
+        (&Method::GET, "/metrics") => {
+            let accept = req
+                .headers()
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok());
+            let format = Format::from_accept(accept);
+            let mut resp = reply::text(
+                StatusCode::OK,
+                format.content_type(),
+                daemon.render_metrics(format),
+            );
+            resp.headers_mut()
+                .insert(header::VARY, header::HeaderValue::from_static("accept"));
+            resp
+        }
         (_, "/healthz" | "/readyz" | "/metrics") => reply::error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             "use GET",
         ),
         (_, "/api/publish") => publish(&daemon, peer, req).await,
-        _ => upgrade::handle(daemon, peer, req).await,
+        _ => upgrade::handle(daemon, peer, accepted, req).await,
     }
 }
 

@@ -14,7 +14,7 @@ mod upgrade;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -74,13 +74,16 @@ async fn connection(
     peer: SocketAddr,
     _pending: PendingPermit,
 ) {
+    let accepted = Instant::now();
     let _ = stream.set_nodelay(true);
     let handshake_timeout = daemon.settings().config.server.handshake_timeout;
     let service = {
         let daemon = Arc::clone(&daemon);
         service_fn(move |req| {
             let daemon = Arc::clone(&daemon);
-            async move { Ok::<_, std::convert::Infallible>(http::handle(daemon, peer, req).await) }
+            async move {
+                Ok::<_, std::convert::Infallible>(http::handle(daemon, peer, accepted, req).await)
+            }
         })
     };
     // hyper only enforces the header timeout with a timer set; without it a

@@ -10,6 +10,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use hyper::body::Incoming;
 use hyper::{header, Request, Response, StatusCode};
@@ -24,6 +25,10 @@ use crate::registry::{Candidate, Refusal};
 use crate::ws::handshake;
 use wsgate_admin_proto::Event;
 
+/// The longest part of a client's `Origin` header shown in the log, in
+/// characters; longer values are cut and end with `…`.
+const LOGGED_ORIGIN_CHARS: usize = 128;
+
 /// Logs and counts a refusal, then builds its answer.
 fn refuse(
     daemon: &Daemon,
@@ -33,7 +38,20 @@ fn refuse(
     reason: &'static str,
     message: &str,
 ) -> Response<Body> {
-    tracing::info!(%ip, path, status = status.as_u16(), reason, "upgrade refused: {message}");
+    refuse_logging(daemon, ip, path, status, reason, message, message)
+}
+
+/// [`refuse`], with a log line that may say more than the answer.
+fn refuse_logging(
+    daemon: &Daemon,
+    ip: std::net::IpAddr,
+    path: &str,
+    status: StatusCode,
+    reason: &'static str,
+    message: &str,
+    logged: &str,
+) -> Response<Body> {
+    tracing::info!(%ip, path, status = status.as_u16(), reason, "upgrade refused: {logged}");
     answer(daemon, ip, path, status, reason, message, None)
 }
 
@@ -100,9 +118,27 @@ fn answer(
     }
 }
 
+/// An `Origin` header as the log shows it: quoted with control and
+/// non-ASCII characters escaped, at most [`LOGGED_ORIGIN_CHARS`]
+/// characters of it; `none` when there is no header.
+fn shown_origin(sent: Option<&[u8]>) -> String {
+    let Some(bytes) = sent else {
+        return "none".to_string();
+    };
+    let text = String::from_utf8_lossy(bytes);
+    let mut cut: String = text.chars().take(LOGGED_ORIGIN_CHARS).collect();
+    if text.chars().count() > LOGGED_ORIGIN_CHARS {
+        cut.push('…');
+    }
+    format!("{:?}", cut)
+}
+
+/// Answers an upgrade request; `accepted` is when its TCP connection was
+/// accepted (for `wsgate_handshake_seconds`).
 pub async fn handle(
     daemon: Arc<Daemon>,
     peer: SocketAddr,
+    accepted: Instant,
     mut req: Request<Incoming>,
 ) -> Response<Body> {
     let settings = daemon.settings();
@@ -136,18 +172,21 @@ pub async fn handle(
     }
 
     if !route.allowed_origins.is_empty() {
-        let origin = req
-            .headers()
-            .get(header::ORIGIN)
-            .and_then(|v| v.to_str().ok());
+        let sent = req.headers().get(header::ORIGIN);
+        let origin = sent.and_then(|v| v.to_str().ok());
         if !origin.is_some_and(|o| route.allowed_origins.iter().any(|a| a == o)) {
-            return refuse(
+            let logged = format!(
+                "origin not allowed (Origin: {})",
+                shown_origin(sent.map(|v| v.as_bytes()))
+            );
+            return refuse_logging(
                 &daemon,
                 ip,
                 &path,
                 StatusCode::FORBIDDEN,
                 "origin",
                 "origin not allowed",
+                &logged,
             );
         }
     }
@@ -268,7 +307,13 @@ pub async fn handle(
     let task_daemon = Arc::clone(&daemon);
     daemon.spawn_connection(async move {
         let upgraded = match tokio::time::timeout(handshake_timeout, upgrade).await {
-            Ok(Ok(upgraded)) => upgraded,
+            Ok(Ok(upgraded)) => {
+                task_daemon
+                    .metrics()
+                    .handshake
+                    .observe(accepted.elapsed().as_secs_f64());
+                upgraded
+            }
             Ok(Err(e)) => {
                 tracing::debug!(%ip, error = %e, "upgrade failed");
                 return;
@@ -296,4 +341,24 @@ pub async fn handle(
         task_daemon.spawn_connection(conn::run(daemon, accepted));
     });
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_are_quoted_escaped_and_cut_for_the_log() {
+        assert_eq!(shown_origin(None), "none");
+        assert_eq!(
+            shown_origin(Some(b"https://evil.example")),
+            "\"https://evil.example\""
+        );
+        assert_eq!(shown_origin(Some(b"a\"b\x1b[31m")), "\"a\\\"b\\u{1b}[31m\"");
+        let long = "x".repeat(500);
+        let shown = shown_origin(Some(long.as_bytes()));
+        assert_eq!(shown.chars().count(), LOGGED_ORIGIN_CHARS + 3, "{shown}");
+        assert!(shown.ends_with("…\""), "{shown}");
+        assert_eq!(shown_origin(Some(&[0xff, b'a'])), "\"\u{fffd}a\"");
+    }
 }
