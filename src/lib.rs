@@ -23,6 +23,9 @@
 //! - [`admin`]: the admin socket, the commands it runs and what it shows
 //!   (the protocol itself is the `wsgate-admin-proto` crate).
 //! - [`systemd`]: sd_notify readiness, reload, stop, status and watchdog.
+//!
+//! `fuzzing` (hidden) holds the harnesses the fuzz targets and the parser
+//! property tests share; docs/testing.md says how to run them.
 
 /// The config file `wsgate serve` and `wsgate ctl` use when none is given,
 /// if it exists (relative to the current directory).
@@ -34,6 +37,8 @@ pub mod conn;
 pub mod control;
 pub mod daemon;
 pub mod edge;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod handle;
 pub mod hub;
 pub mod metrics;

@@ -335,6 +335,11 @@ fn segments(path: &str) -> Vec<Segment<'_>> {
 
 /// The span of the value at a key path, or of the deepest part of the path
 /// that exists (so a missing key points at its table).
+///
+/// Paths are written as `routes[1].limits.x`, with keys unquoted, so a key
+/// may itself hold `.` or `[` (`[auth."a.b"]` is the path `auth.a.b`): at
+/// each table the longest key that the rest of the path continues with is
+/// taken.
 fn locate(text: &str, path: &str) -> Option<Range<usize>> {
     locate_spans(text, path).map(|(_, value)| value)
 }
@@ -343,28 +348,48 @@ fn locate(text: &str, path: &str) -> Option<Range<usize>> {
 /// element or a missing key, both are the value's, as in [`locate`]).
 fn locate_spans(text: &str, path: &str) -> Option<(Range<usize>, Range<usize>)> {
     let doc = DeTable::parse(text).ok()?;
-    let mut table: &DeTable<'_> = doc.get_ref();
     let mut value: Option<&toml::Spanned<DeValue<'_>>> = None;
     let mut best: Option<(Range<usize>, Range<usize>)> = None;
-    for seg in segments(path) {
-        let next = match (seg, value.map(|v| v.get_ref())) {
-            (Segment::Key(k), None) => table
-                .iter()
-                .find(|(key, _)| key.get_ref() == k)
-                .map(|(key, v)| (Some(key.span()), v)),
-            (Segment::Key(k), Some(DeValue::Table(t))) => t
-                .iter()
-                .find(|(key, _)| key.get_ref() == k)
-                .map(|(key, v)| (Some(key.span()), v)),
-            (Segment::Index(i), Some(DeValue::Array(a))) => a.get(i).map(|v| (None, v)),
+    let mut rest = path;
+    loop {
+        rest = rest.strip_prefix('.').unwrap_or(rest);
+        if rest.is_empty() {
+            break;
+        }
+        let table = match value.map(|v| v.get_ref()) {
+            None => Some(doc.get_ref()),
+            Some(DeValue::Table(t)) => Some(t),
+            _ => None,
+        };
+        let key = table.and_then(|t| {
+            t.iter()
+                .map(|(key, v)| (key.get_ref().as_ref(), key.span(), v))
+                .filter(|(key, _, _)| {
+                    rest.strip_prefix(*key).is_some_and(|after| {
+                        after.is_empty() || after.starts_with('.') || after.starts_with('[')
+                    })
+                })
+                .max_by_key(|(key, _, _)| key.len())
+        });
+        let next = match (key, value.map(|v| v.get_ref())) {
+            (Some((key, span, v)), _) => {
+                rest = &rest[key.len()..];
+                Some((Some(span), v))
+            }
+            (None, Some(DeValue::Array(a))) => {
+                let (index, tail) = rest.strip_prefix('[')?.split_once(']')?;
+                rest = tail;
+                index
+                    .parse()
+                    .ok()
+                    .and_then(|i: usize| a.get(i))
+                    .map(|v| (None, v))
+            }
             _ => None,
         };
         match next {
             Some((key, v)) => {
                 best = Some((key.unwrap_or_else(|| v.span()), v.span()));
-                if let DeValue::Table(t) = v.get_ref() {
-                    table = t;
-                }
                 value = Some(v);
             }
             None => break,
@@ -481,6 +506,18 @@ mod tests {
             plain_message("invalid type: string \"x\", expected u320"),
             "invalid type: string \"x\", expected u320"
         );
+    }
+
+    #[test]
+    fn locate_finds_keys_that_hold_dots_and_brackets() {
+        let text = "[auth.\"a.b\"]\nplugin = \"nope\"\n\n[auth.\"x[0]\"]\nplugin = \"token\"\ntokens = 3\n";
+        let s = source(text);
+        assert_eq!(s.issue("auth.a.b.plugin", "m").line, Some(2));
+        assert_eq!(s.issue("auth.x[0].tokens", "m").line, Some(6));
+        // The longest key wins over a shorter one it starts with.
+        let s = source("[auth.a]\nplugin = 1\n[auth.\"a.b\"]\nplugin = 2\n");
+        assert_eq!(s.issue("auth.a.b.plugin", "m").line, Some(4));
+        assert_eq!(s.issue("auth.a.plugin", "m").line, Some(2));
     }
 
     #[test]

@@ -18,3 +18,6 @@ pub mod settings;
 pub use load::{ConfigError, Issue};
 pub use schema::{Config, Limits, LimitsOverride, OnRateLimit, OnUserLimit};
 pub use settings::{Route, Settings};
+
+#[cfg(test)]
+mod load_props;

@@ -145,6 +145,12 @@ impl Decoder {
         self.partial.is_some()
     }
 
+    /// Payload bytes of the fragmented message in flight that the decoder
+    /// holds (at most the message limit).
+    pub fn buffered(&self) -> usize {
+        self.partial.as_ref().map_or(0, |p| p.data.len())
+    }
+
     /// Takes the next complete event off the front of `buf`.
     ///
     /// `Ok(Err(Need))` means the buffer holds no complete frame yet and says

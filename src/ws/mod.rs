@@ -10,3 +10,6 @@
 pub mod close;
 pub mod codec;
 pub mod handshake;
+
+#[cfg(test)]
+mod codec_props;
