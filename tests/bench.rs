@@ -320,6 +320,7 @@ async fn soak_delivers_every_message_once_and_echoes() {
     assert!(rss["start_kib"].as_u64().is_some_and(|k| k > 0), "{v}");
     assert!(rss["end_kib"].as_u64().is_some_and(|k| k > 0), "{v}");
     assert!(rss["change_pct"].is_number(), "{v}");
+    assert!(rss["change_after_first_window_pct"].is_number(), "{v}");
     assert!(
         rss["samples"].as_array().is_some_and(|s| s.len() >= 2),
         "{v}"

@@ -211,10 +211,17 @@ impl Plan {
 struct Samples(Vec<(f64, u64)>);
 
 impl Samples {
-    fn json(&self) -> serde_json::Value {
+    /// The summary; `settled_s` is the end of the first window, after which
+    /// the target's queues and buffers have reached their working size.
+    fn json(&self, settled_s: f64) -> serde_json::Value {
         let (Some(&(_, start)), Some(&(_, end))) = (self.0.first(), self.0.last()) else {
             return serde_json::Value::Null;
         };
+        let settled = self
+            .0
+            .iter()
+            .find(|s| s.0 + 0.5 >= settled_s)
+            .map_or(end, |s| s.1);
         let min = self.0.iter().map(|s| s.1).min().unwrap_or(start);
         let max = self.0.iter().map(|s| s.1).max().unwrap_or(start);
         json!({
@@ -223,6 +230,8 @@ impl Samples {
             "min_kib": min,
             "max_kib": max,
             "change_pct": round2(change_pct(start, end)),
+            "after_first_window_kib": settled,
+            "change_after_first_window_pct": round2(change_pct(settled, end)),
             "samples": self.0.iter().map(|(t, k)| json!([round2(*t), k])).collect::<Vec<_>>(),
         })
     }
@@ -399,7 +408,7 @@ pub async fn run(plan: Plan, common: Common) -> anyhow::Result<Summary> {
     let slow = t.closes.get(&SLOW_CONSUMER).copied().unwrap_or(0);
     let latency = overall.summary();
     let echo = overall_echo.summary();
-    let rss = samples.json();
+    let rss = samples.json(plan.window.as_secs_f64());
 
     let params = json!({
         "url": plan.target.url,
@@ -538,10 +547,14 @@ pub async fn run(plan: Plan, common: Common) -> anyhow::Result<Summary> {
         s.row(
             "target RSS",
             format!(
-                "{} KiB -> {} KiB ({:+.2} %; min {} max {})",
+                "{} KiB -> {} KiB ({:+.2} %; {:+.2} % from the end of the first window; \
+                 min {} max {})",
                 report::thousands(start),
                 report::thousands(end),
                 change_pct(start, end),
+                s.results["rss"]["change_after_first_window_pct"]
+                    .as_f64()
+                    .unwrap_or(0.0),
                 s.results["rss"]["min_kib"],
                 s.results["rss"]["max_kib"]
             ),
@@ -641,13 +654,18 @@ mod tests {
     #[test]
     fn samples_summarise_start_and_end() {
         let s = Samples(vec![(0.0, 1_000), (5.0, 1_030), (10.0, 1_010)]);
-        let j = s.json();
+        let j = s.json(5.0);
         assert_eq!(j["start_kib"], 1_000);
+        assert_eq!(j["after_first_window_kib"], 1_030);
+        assert_eq!(
+            j["change_after_first_window_pct"],
+            round2(change_pct(1_030, 1_010))
+        );
         assert_eq!(j["end_kib"], 1_010);
         assert_eq!(j["max_kib"], 1_030);
         assert_eq!(j["change_pct"], 1.0);
         assert_eq!(s.at(6.0), Some(1_030));
-        assert_eq!(Samples::default().json(), serde_json::Value::Null);
+        assert_eq!(Samples::default().json(5.0), serde_json::Value::Null);
     }
 
     #[test]
