@@ -274,6 +274,16 @@ impl Conn {
         })
         .await;
     }
+
+    /// Ends the connection with a TCP reset and no close handshake:
+    /// `SO_LINGER` 0, then the socket is dropped, so the kernel sends RST
+    /// and the server sees the connection vanish.
+    pub fn reset(self) -> anyhow::Result<()> {
+        let stream = self.ws.into_inner().into_inner();
+        stream.set_zero_linger().context("SO_LINGER 0")?;
+        drop(stream);
+        Ok(())
+    }
 }
 
 /// The payload as `Bytes`, without a copy when it came straight off the

@@ -403,7 +403,7 @@ fn micros(secs: f64) -> u64 {
 
 /// A run id: differs between runs, so that concurrent runs on one topic do
 /// not count each other's messages.
-fn run_id() -> u32 {
+pub(crate) fn run_id() -> u32 {
     use std::hash::BuildHasher;
     let h = std::collections::hash_map::RandomState::new().hash_one(std::process::id());
     (h >> 32) as u32 ^ h as u32

@@ -27,6 +27,13 @@ impl Latency {
         self.histogram.saturating_record(micros.max(1));
     }
 
+    /// Adds every value recorded in `other`.
+    pub fn merge(&mut self, other: &Latency) {
+        // Both histograms have the same bounds, so the addition cannot
+        // fail; a failure would only lose `other`'s values.
+        let _ = self.histogram.add(&other.histogram);
+    }
+
     /// The summary reports show.
     pub fn summary(&self) -> Summary {
         let h = &self.histogram;
@@ -145,6 +152,22 @@ mod tests {
         assert_eq!(s.count, 2);
         assert_eq!(s.min_us, 1);
         assert!(s.max_us >= HIGHEST_US, "{s:?}");
+    }
+
+    #[test]
+    fn merged_recordings_count_both() {
+        let (mut a, mut b) = (
+            Latency::new().expect("histogram"),
+            Latency::new().expect("histogram"),
+        );
+        a.record(10);
+        b.record(1_000);
+        b.record(2_000);
+        a.merge(&b);
+        let s = a.summary();
+        assert_eq!(s.count, 3);
+        assert_eq!(s.min_us, 10);
+        assert!(s.max_us >= 2_000, "{s:?}");
     }
 
     #[test]

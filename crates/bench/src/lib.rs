@@ -1,7 +1,7 @@
 //! `wsgate bench`: a load generator for any wsgate deployment (and for the
 //! reference server `benches/raw-echo`, which serves the same URL shapes).
 //!
-//! Three modes, each a module:
+//! Five modes, each a module:
 //!
 //! - [`idle`]: open many connections and hold them; measures the handshake
 //!   rate and, with `--pid`, the target's memory per connection.
@@ -10,6 +10,11 @@
 //! - [`fanout`]: subscribers on one topic, a publisher on the HTTP API;
 //!   measures delivery throughput and publish-to-delivery latency, and
 //!   counts lost and duplicated deliveries per subscriber.
+//! - [`churn`]: rounds of connect/echo/close cycles (half closed cleanly,
+//!   half reset); the target's RSS and open files after every round.
+//! - [`soak`]: many subscribers held for minutes under a steady publish
+//!   rate, some of them also doing round trips; loss, delivery latency per
+//!   time window and the target's RSS over the run.
 //!
 //! The parts they share: [`target`] (URLs, the loopback-only rule, source
 //! addresses), [`fdlimit`] (the open-files budget), [`client`] (the
@@ -21,6 +26,7 @@
 //! counts and sizes have upper bounds, and only loopback targets are
 //! accepted unless `--allow-remote` is given.
 
+mod churn;
 mod client;
 mod dial;
 mod echo;
@@ -34,6 +40,7 @@ mod progress;
 mod publisher;
 mod report;
 mod seen;
+mod soak;
 mod stream;
 mod target;
 
@@ -133,6 +140,13 @@ pub enum Mode {
     /// deliveries/s, publish-to-delivery latency, lost and duplicated
     /// messages.
     Fanout(fanout::FanoutArgs),
+    /// R rounds of M connect/echo/close cycles, half closed cleanly and
+    /// half reset: the target's RSS and open files after every round.
+    Churn(churn::ChurnArgs),
+    /// N subscribers held for a duration under a steady publish rate, some
+    /// also doing round trips: loss, delivery latency per window, the
+    /// target's RSS over time.
+    Soak(soak::SoakArgs),
 }
 
 /// Parses "120s", "1m 30s" or a plain number of seconds.
@@ -211,6 +225,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let plan = fanout::Plan::new(a, &common)?;
             runtime.block_on(within(&common, fanout::run(plan, common.clone())))?
         }
+        Mode::Churn(a) => {
+            let plan = churn::Plan::new(a, &common)?;
+            runtime.block_on(within(&common, churn::run(plan, common.clone())))?
+        }
+        Mode::Soak(a) => {
+            let plan = soak::Plan::new(a, &common)?;
+            runtime.block_on(within(&common, soak::run(plan, common.clone())))?
+        }
     };
     // Tasks still running (stragglers that were given up on) end here.
     runtime.shutdown_timeout(Duration::from_millis(200));
@@ -261,6 +283,8 @@ pub(crate) mod tests {
             Mode::Idle(a) => idle::Plan::new(a, &args.common).map(drop),
             Mode::Echo(a) => echo::Plan::new(a, &args.common).map(drop),
             Mode::Fanout(a) => fanout::Plan::new(a, &args.common).map(drop),
+            Mode::Churn(a) => churn::Plan::new(a, &args.common).map(drop),
+            Mode::Soak(a) => soak::Plan::new(a, &args.common).map(drop),
         }
     }
 

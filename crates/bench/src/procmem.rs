@@ -2,7 +2,9 @@
 //! (VmRSS in `status`) and proportional set size (Pss in `smaps_rollup`,
 //! which splits shared pages between the processes that map them). Read
 //! before and after opening connections, their difference divided by the
-//! count is the memory one idle connection costs the server.
+//! count is the memory one idle connection costs the server. Also the
+//! number of files it has open (`/proc/<pid>/fd`), which shows a socket
+//! leak.
 
 use anyhow::Context;
 use serde::Serialize;
@@ -26,6 +28,15 @@ pub fn read(pid: u32) -> anyhow::Result<Sample> {
         .ok()
         .and_then(|t| field_kib(&t, "Pss:"));
     Ok(Sample { rss_kib, pss_kib })
+}
+
+/// The number of files process `pid` has open (the entries of
+/// `/proc/<pid>/fd`).
+pub fn open_fds(pid: u32) -> anyhow::Result<u64> {
+    let dir = std::fs::read_dir(format!("/proc/{pid}/fd")).with_context(|| {
+        format!("cannot list /proc/{pid}/fd (is --pid {pid} running, and ours?)")
+    })?;
+    Ok(dir.count() as u64)
 }
 
 /// The value of a `Name:   1234 kB` line.
@@ -67,6 +78,10 @@ mod tests {
         let s = read(std::process::id()).expect("own memory");
         assert!(s.rss_kib > 0);
         assert!(read(u32::MAX).is_err());
+        let file = std::fs::File::open("/proc/self/status").expect("open");
+        assert!(open_fds(std::process::id()).expect("own fds") > 0);
+        drop(file);
+        assert!(open_fds(u32::MAX).is_err());
     }
 
     #[test]
