@@ -146,7 +146,10 @@ fn check_event(event: &Event, max_message: usize) {
         }
         Event::Close(code, reason) => {
             assert!(code.is_some() || reason.is_empty());
-            assert!(reason.len() + 2 <= MAX_CONTROL_PAYLOAD, "close reason too long");
+            assert!(
+                reason.len() + 2 <= MAX_CONTROL_PAYLOAD,
+                "close reason too long"
+            );
         }
     }
 }
@@ -171,7 +174,10 @@ pub fn check_config(text: &str) -> Result<(), String> {
                 text: written,
             };
             if let Err(e) = source.parse() {
-                panic!("a valid config written back does not parse: {e}\n{}", source.text);
+                panic!(
+                    "a valid config written back does not parse: {e}\n{}",
+                    source.text
+                );
             }
             Ok(())
         }

@@ -52,7 +52,10 @@ fn value() -> impl Strategy<Value = String> {
         Just("nan".to_string()),
         Just("inf".to_string()),
         any::<bool>().prop_map(|b| b.to_string()),
-        (0u64..u64::MAX, prop::sample::select(vec!["ns", "ms", "s", "m", "h", "d", "y"]))
+        (
+            0u64..u64::MAX,
+            prop::sample::select(vec!["ns", "ms", "s", "m", "h", "d", "y"])
+        )
             .prop_map(|(n, unit)| format!("\"{n}{unit}\"")),
         "\"[0-9a-z .:/\\[\\]*>{}%-]{0,24}\"",
         Just("\"\"".to_string()),

@@ -148,7 +148,8 @@ fn encode_stream(items: &[Item], max_message: usize, mask: [u8; 4], form: LenFor
                 cuts,
                 between,
             } => {
-                let mut cuts: Vec<usize> = cuts.iter().map(|i| i.index(payload.len() + 1)).collect();
+                let mut cuts: Vec<usize> =
+                    cuts.iter().map(|i| i.index(payload.len() + 1)).collect();
                 cuts.sort_unstable();
                 let mut from = 0;
                 let mut fragments = Vec::new();
@@ -179,8 +180,11 @@ fn encode_stream(items: &[Item], max_message: usize, mask: [u8; 4], form: LenFor
                 }
                 if !over {
                     let data = Bytes::from(payload.clone());
-                    s.expected
-                        .push(if *text { Event::Text(data) } else { Event::Binary(data) });
+                    s.expected.push(if *text {
+                        Event::Text(data)
+                    } else {
+                        Event::Binary(data)
+                    });
                 }
             }
         }
