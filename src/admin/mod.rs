@@ -11,6 +11,8 @@ use std::sync::Arc;
 pub use wsgate_admin_proto as protocol;
 
 pub mod lines;
+#[cfg(test)]
+mod lines_props;
 pub mod service;
 pub mod socket;
 pub mod table;
