@@ -162,26 +162,68 @@ fn echo_route(limits: &str) -> String {
 }
 
 #[tokio::test]
-async fn pongs_are_coalesced_and_the_last_answers_the_last_ping() {
+async fn a_client_that_reads_gets_a_pong_for_each_ping_in_order() {
     let d = Daemon::start(&echo_route("frames_per_second = 0\n")).await;
     let mut c = Raw::connect(&d, "/ws/echo", None).await;
-    let mut burst = pings(2000);
+    let mut burst = pings(10);
     burst.extend(frame(true, TEXT, b"end"));
     c.write(&burst).await;
     let pongs = c.pongs_until(b"end").await;
+    let expected: Vec<Vec<u8>> = (0..10u32).map(|i| i.to_be_bytes().to_vec()).collect();
+    assert_eq!(pongs, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pongs_are_coalesced_for_a_client_that_does_not_read_and_the_last_answers_the_last_ping() {
+    let d = Daemon::start(&echo_route(
+        "frames_per_second = 0\nping_interval = \"0s\"\nsend_timeout = \"0s\"\n",
+    ))
+    .await;
+    let c = Raw::connect(&d, "/ws/echo", Some(16 * 1024)).await;
+    // Pings with the largest payload a control frame takes (125 bytes: the
+    // index, then padding), never read while they are sent: the pongs fill
+    // the kernel buffers, after which the socket leaves output unsent and
+    // the pings read after that are coalesced.
+    let pong_len = 127;
+    let n = u32::try_from(4 * kernel_buffers() / pong_len).expect("count");
+    let flood: Vec<u8> = (0..n)
+        .flat_map(|i| {
+            let mut payload = i.to_be_bytes().to_vec();
+            payload.resize(125, b'.');
+            frame(true, PING, &payload)
+        })
+        .chain(frame(true, TEXT, b"end"))
+        .collect();
+    let Raw { stream, buf } = c;
+    let (read, mut write) = stream.into_split();
+    let writer = tokio::spawn(async move { write.write_all(&flood).await.map(|_| write) });
+    let write = tokio::time::timeout(PATIENCE, writer)
+        .await
+        .expect("the daemon read every ping while its output was blocked")
+        .expect("writer")
+        .expect("write");
+    let mut c = Raw {
+        stream: read.reunite(write).expect("reunite"),
+        buf,
+    };
+    let pongs = c.pongs_until(b"end").await;
     assert!(!pongs.is_empty(), "no pong at all");
     assert!(
-        pongs.len() < 2000 / 4,
-        "{} pongs for 2000 pings",
+        (pongs.len() as u64) < u64::from(n) / 2,
+        "{} pongs for {n} pings",
         pongs.len()
     );
-    assert_eq!(pongs.last(), Some(&1999u32.to_be_bytes().to_vec()));
-    // Each pong answers a later ping than the one before.
     let ids: Vec<u32> = pongs
         .iter()
         .map(|p| u32::from_be_bytes([p[0], p[1], p[2], p[3]]))
         .collect();
-    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    assert_eq!(
+        ids.last(),
+        Some(&(n - 1)),
+        "the last pong answers the last ping"
+    );
+    // Each pong answers a later ping than the one before.
+    assert!(ids.windows(2).all(|w| w[0] < w[1]));
     assert_eq!(
         d.metric("wsgate_rate_limited_frames_total{action=\"dropped\"}")
             .await,

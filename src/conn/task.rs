@@ -277,10 +277,17 @@ impl<'a> Task<'a> {
 
     /// Handles every complete frame in the read buffer.
     ///
-    /// Pongs are coalesced (RFC 6455 5.5.3): of the pings that arrive
-    /// back to back, only the latest is answered, once the run ends (at
-    /// another frame or at the end of what was read).
+    /// A client that takes its output gets a pong for each ping. Once the
+    /// socket has left output unsent, pongs are coalesced (RFC 6455 5.5.3
+    /// allows it for pings whose pongs were not sent yet): of the pings
+    /// that arrive back to back, only the latest is answered, once the run
+    /// ends (at another frame or at the end of what was read), and its pong
+    /// takes the place of an unsent pong that ends the write buffer. A
+    /// pong is never longer than its ping, so a reading client's pongs are
+    /// bounded by what it sent, and a client that does not read holds at
+    /// most one pong behind its other output.
     pub fn process(&mut self, wire: &mut Wire, limits: &Limits) {
+        let coalesce = wire.pending() > 0;
         let mut pong: Option<Bytes> = None;
         let mut dropped = 0u64;
         loop {
@@ -313,10 +320,12 @@ impl<'a> Task<'a> {
             };
             match event {
                 Event::Ping(payload) => {
-                    if self.frame_allowed(limits) {
+                    if !self.frame_allowed(limits) {
+                        self.over_budget(wire, limits, Excess::Droppable, &mut dropped, &mut pong);
+                    } else if coalesce {
                         pong = Some(payload);
                     } else {
-                        self.over_budget(wire, limits, Excess::Droppable, &mut dropped, &mut pong);
+                        wire.control(OpCode::Pong, &payload);
                     }
                     continue;
                 }
@@ -558,6 +567,6 @@ impl<'a> Task<'a> {
 #[inline]
 fn answer_pong(wire: &mut Wire, pong: &mut Option<Bytes>) {
     if let Some(payload) = pong.take() {
-        wire.control(OpCode::Pong, &payload);
+        wire.replace_pong(&payload);
     }
 }

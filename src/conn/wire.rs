@@ -53,6 +53,10 @@ pub struct Wire {
     /// Whether a write has put bytes into the socket since the last
     /// [`Wire::take_progress`].
     progressed: bool,
+    /// Length of the pong frame that ends the write buffer, none of it
+    /// written yet (0: the buffer ends otherwise). A newer pong may take
+    /// its place.
+    tail_pong: u8,
 }
 
 impl Wire {
@@ -75,6 +79,7 @@ impl Wire {
             decoder: Decoder::new(),
             need: 0,
             progressed: false,
+            tail_pong: 0,
         }
     }
 
@@ -157,17 +162,37 @@ impl Wire {
     /// Queues a control frame (ping, pong).
     #[inline]
     pub fn control(&mut self, op: OpCode, payload: &[u8]) {
+        let before = self.wbuf.len();
         codec::encode(&mut self.wbuf, op, payload);
+        self.tail_pong = match op {
+            // A control frame is at most 127 bytes.
+            OpCode::Pong => u8::try_from(self.wbuf.len() - before).unwrap_or(0),
+            _ => 0,
+        };
+    }
+
+    /// Queues a pong in place of the pong that ends the write buffer, if
+    /// none of it was written yet (RFC 6455 5.5.3: a ping that arrives
+    /// before the pong for an earlier one was sent may be answered alone).
+    #[inline]
+    pub fn replace_pong(&mut self, payload: &[u8]) {
+        let tail = usize::from(std::mem::take(&mut self.tail_pong));
+        self.wbuf.truncate(self.wbuf.len() - tail);
+        self.control(OpCode::Pong, payload);
     }
 
     /// Queues a close frame.
     pub fn close_frame(&mut self, code: Option<u16>, reason: &str) {
+        self.tail_pong = 0;
         codec::encode_close(&mut self.wbuf, code, reason);
     }
 
     /// Frames messages into the write buffer, behind what is pending.
     #[inline]
     pub fn queue(&mut self, taken: &mut Vec<Outbound>) -> Framed {
+        if !taken.is_empty() {
+            self.tail_pong = 0;
+        }
         encode_messages(&mut self.wbuf, taken)
     }
 
@@ -213,12 +238,17 @@ impl Wire {
                 Ok(n) => {
                     self.progressed |= n > 0;
                     self.wbuf.advance(n);
+                    if self.wbuf.len() < usize::from(self.tail_pong) {
+                        // Partly written: it can no longer be replaced.
+                        self.tail_pong = 0;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e),
             }
         }
         if self.wbuf.is_empty() {
+            self.tail_pong = 0;
             // Hold no write buffer while idle.
             self.wbuf = BytesMut::new();
             return Ok(true);
