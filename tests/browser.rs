@@ -65,24 +65,6 @@ async fn daemon(allowed_origin: &str) -> Daemon {
     .await
 }
 
-/// Publishes through the API; returns the `delivered` count.
-async fn api_publish(d: &Daemon, topic: &str, data: &str) -> u64 {
-    let body = format!("{{\"topic\":\"{topic}\",\"data\":{data}}}");
-    let resp = d
-        .http(
-            "POST",
-            "/api/publish",
-            &[
-                ("Authorization", &format!("Bearer {API_KEY}")),
-                ("Content-Type", "application/json"),
-            ],
-            &body,
-        )
-        .await;
-    assert_eq!(resp.status, 200, "{}", resp.body);
-    resp.json()["delivered"].as_u64().expect("delivered")
-}
-
 /// The page: it notes every WebSocket event in `<pre id="log">`, one line
 /// each, signals `/opened` once subscribed, and `/done` on the first
 /// delivery or on close; its load event waits for `/hold`.
@@ -398,7 +380,7 @@ async fn a_publish_lands_in_the_page() {
         }
     }
     let data = r#"{"headline":"hello from the API","n":42}"#;
-    assert_eq!(api_publish(&d, "news", data).await, 1);
+    assert_eq!(d.publish(API_KEY, "news", data).await, 1);
 
     let dump = joined(browser.await);
     assert_eq!(
@@ -418,16 +400,10 @@ async fn a_publish_lands_in_the_page() {
     );
 }
 
-#[tokio::test]
-async fn a_page_from_another_origin_is_refused() {
-    let allowed = bind().await;
-    let d = daemon(&origin(&allowed)).await;
-    let other = bind().await;
-    let other_origin = origin(&other);
-    let page = serve(other, page_html(&ws_url(&d, TOKEN)));
-
+/// Loads the page; its WebSocket must have failed: a refused handshake
+/// is, to the page, an error and an abnormal close, and it never opened.
+async fn assert_refused_in_the_page(page: &Page) {
     let dump = dump_dom(page.url()).await;
-    // A refused handshake is, to the page, an error and an abnormal close.
     assert_eq!(
         dump.log(),
         "error\nclose 1006\n",
@@ -437,6 +413,17 @@ async fn a_page_from_another_origin_is_refused() {
     );
     page.reported();
     assert!(!page.requests().contains(&"/opened".to_string()));
+}
+
+#[tokio::test]
+async fn a_page_from_another_origin_is_refused() {
+    let allowed = bind().await;
+    let d = daemon(&origin(&allowed)).await;
+    let other = bind().await;
+    let other_origin = origin(&other);
+    let page = serve(other, page_html(&ws_url(&d, TOKEN)));
+
+    assert_refused_in_the_page(&page).await;
     d.wait_metric("wsgate_rejections_total{reason=\"origin\"}", 1.0)
         .await;
     d.wait_log(&[&format!(
@@ -460,16 +447,7 @@ async fn a_page_with_a_bad_token_is_refused() {
     let bad = "tok-browser-wrong-5e90";
     let page = serve(listener, page_html(&ws_url(&d, bad)));
 
-    let dump = dump_dom(page.url()).await;
-    assert_eq!(
-        dump.log(),
-        "error\nclose 1006\n",
-        "the DOM:\n{}\nchromium:\n{}",
-        dump.dom,
-        dump.stderr
-    );
-    page.reported();
-    assert!(!page.requests().contains(&"/opened".to_string()));
+    assert_refused_in_the_page(&page).await;
     d.wait_metric("wsgate_rejections_total{reason=\"unauthorized\"}", 1.0)
         .await;
     d.wait_log(&["upgrade refused", "invalid token"]).await;

@@ -11,24 +11,6 @@ use tokio_tungstenite::tungstenite::Message;
 
 const API_KEY: &str = "k";
 
-/// Publishes through the API; returns the `delivered` count.
-async fn api_publish(d: &Daemon, topic: &str, data: &str) -> u64 {
-    let body = format!("{{\"topic\":{},\"data\":{data}}}", json!(topic));
-    let resp = d
-        .http(
-            "POST",
-            "/api/publish",
-            &[
-                ("Authorization", &format!("Bearer {API_KEY}")),
-                ("Content-Type", "application/json"),
-            ],
-            &body,
-        )
-        .await;
-    assert_eq!(resp.status, 200, "{}", resp.body);
-    resp.json()["delivered"].as_u64().expect("delivered")
-}
-
 /// Connects and reads the welcome message.
 async fn join(d: &Daemon, path: &str, headers: &[(&str, &str)]) -> Ws {
     let mut ws = d
@@ -93,7 +75,7 @@ async fn api_publish_reaches_exactly_the_subscribers() {
     // Nested data with escapes, unicode, big and odd numbers, written
     // with spacing: it is forwarded verbatim, never reparsed.
     let data = r#"{"n": [1, 2.50, -0, 1e3, 123456789012345678901234567890], "s": "é \"q\" \u00e9\n", "o": {"deep": [[{"x": null}], true, false, {}]}}"#;
-    assert_eq!(api_publish(&d, "a", data).await, 2);
+    assert_eq!(d.publish(API_KEY, "a", data).await, 2);
     let want = json!({
         "type": "message",
         "topic": "a",
@@ -110,8 +92,8 @@ async fn api_publish_reaches_exactly_the_subscribers() {
     // `b` got nothing for `a`.
     expect_pong(&mut b, json!(1)).await;
 
-    assert_eq!(api_publish(&d, "nobody.here", "1").await, 0);
-    assert_eq!(api_publish(&d, "b", "\"just a string\"").await, 1);
+    assert_eq!(d.publish(API_KEY, "nobody.here", "1").await, 0);
+    assert_eq!(d.publish(API_KEY, "b", "\"just a string\"").await, 1);
     assert_eq!(
         recv_json(&mut b).await,
         json!({"type": "message", "topic": "b", "data": "just a string"})
@@ -127,7 +109,7 @@ async fn api_publish_reaches_exactly_the_subscribers() {
         recv_json(&mut a1).await,
         json!({"type": "unsubscribed", "topics": ["a"], "id": 9})
     );
-    assert_eq!(api_publish(&d, "a", "[1,2,3]").await, 1);
+    assert_eq!(d.publish(API_KEY, "a", "[1,2,3]").await, 1);
     assert_eq!(
         recv_json(&mut a2).await,
         json!({"type": "message", "topic": "a", "data": [1, 2, 3]})
@@ -147,12 +129,12 @@ async fn topics_in_the_query_are_subscribed_at_connect() {
         recv_json(&mut ws).await,
         json!({"type": "subscribed", "topics": ["a", "b"]})
     );
-    assert_eq!(api_publish(&d, "b", "{\"k\":1}").await, 1);
+    assert_eq!(d.publish(API_KEY, "b", "{\"k\":1}").await, 1);
     assert_eq!(
         recv_json(&mut ws).await,
         json!({"type": "message", "topic": "b", "data": {"k": 1}})
     );
-    assert_eq!(api_publish(&d, "a", "null").await, 1);
+    assert_eq!(d.publish(API_KEY, "a", "null").await, 1);
     assert_eq!(
         recv_json(&mut ws).await,
         json!({"type": "message", "topic": "a", "data": null})
@@ -285,7 +267,7 @@ async fn subscription_cap_refuses_more_topics_and_keeps_the_connection() {
     // Resubscribing an existing topic does not count against the cap.
     subscribe(&mut ws, &["a"]).await;
     expect_pong(&mut ws, json!(1)).await;
-    assert_eq!(api_publish(&d, "c", "1").await, 0);
+    assert_eq!(d.publish(API_KEY, "c", "1").await, 0);
 
     // Room again after an unsubscribe.
     send_json(&mut ws, json!({"type": "unsubscribe", "topics": ["b"]})).await;
@@ -294,7 +276,7 @@ async fn subscription_cap_refuses_more_topics_and_keeps_the_connection() {
         json!({"type": "unsubscribed", "topics": ["b"]})
     );
     subscribe(&mut ws, &["c"]).await;
-    assert_eq!(api_publish(&d, "c", "2").await, 1);
+    assert_eq!(d.publish(API_KEY, "c", "2").await, 1);
     assert_eq!(
         recv_json(&mut ws).await,
         json!({"type": "message", "topic": "c", "data": 2})
@@ -380,7 +362,7 @@ async fn malformed_messages_get_errors_and_the_connection_stays() {
     expect_pong(&mut ws, json!("alive")).await;
     // The failed subscribes added nothing (all or nothing): `ok` was in
     // every one of them.
-    assert_eq!(api_publish(&d, "ok", "1").await, 0);
+    assert_eq!(d.publish(API_KEY, "ok", "1").await, 0);
     expect_pong(&mut ws, json!("nothing queued")).await;
 }
 
@@ -398,6 +380,6 @@ async fn arrays_are_bad_requests_not_positional_requests() {
         assert!(reply.get("id").is_none(), "{text} => {reply}");
     }
     // The array did not subscribe anything.
-    assert_eq!(api_publish(&d, "a", "1").await, 0);
+    assert_eq!(d.publish(API_KEY, "a", "1").await, 0);
     expect_pong(&mut ws, json!("alive")).await;
 }

@@ -39,6 +39,21 @@ fn arguments(cmd: &str) -> &'static [&'static str] {
     }
 }
 
+/// The request `object` is refused as `bad_arguments`, as any refusal
+/// is (see [`check_refusal`]); its error message.
+fn refused_with_bad_arguments(object: Map<String, Value>) -> Result<String, TestCaseError> {
+    let line = Value::Object(object).to_string();
+    let Err(answer) = parse(&line) else {
+        return Err(TestCaseError::fail(format!("{line} accepted")));
+    };
+    check_refusal(&line, &answer)?;
+    let Some(error) = answer.error else {
+        return Err(TestCaseError::fail("no error"));
+    };
+    prop_assert_eq!(error.code, code::BAD_ARGUMENTS);
+    Ok(error.message)
+}
+
 /// Checks a refusal of `text` against what the protocol documents for it,
 /// working out from the text itself which stage of the parse refused it.
 fn check_refusal(text: &str, answer: &Response) -> Result<(), TestCaseError> {
@@ -465,15 +480,9 @@ proptest! {
         let cmd = object["cmd"].as_str().expect("cmd is a string").to_string();
         prop_assume!(name != "id" && name != "cmd" && !arguments(&cmd).contains(&name.as_str()));
         object.insert(name.clone(), value);
-        let line = Value::Object(object).to_string();
-        let Err(answer) = parse(&line) else {
-            return Err(TestCaseError::fail(format!("{line} accepted")));
-        };
-        check_refusal(&line, &answer)?;
-        let error = answer.error.expect("an error");
-        prop_assert_eq!(error.code, code::BAD_ARGUMENTS);
+        let message = refused_with_bad_arguments(object)?;
         let named = format!("{cmd}: unknown field `{name}`");
-        prop_assert!(error.message.starts_with(&named), "{:?}", error.message);
+        prop_assert!(message.starts_with(&named), "{:?}", message);
     }
 
     #[test]
@@ -492,15 +501,9 @@ proptest! {
         };
         filter.insert(name.clone(), value);
         object.insert("filter".into(), Value::Object(filter));
-        let line = Value::Object(object).to_string();
-        let Err(answer) = parse(&line) else {
-            return Err(TestCaseError::fail(format!("{line} accepted")));
-        };
-        check_refusal(&line, &answer)?;
-        let error = answer.error.expect("an error");
-        prop_assert_eq!(error.code, code::BAD_ARGUMENTS);
+        let message = refused_with_bad_arguments(object)?;
         let named = format!("{cmd}: unknown field `{name}`");
-        prop_assert!(error.message.starts_with(&named), "{:?}", error.message);
+        prop_assert!(message.starts_with(&named), "{:?}", message);
     }
 
     #[test]
@@ -516,14 +519,8 @@ proptest! {
         };
         let name = required[which.index(required.len())];
         object.remove(name);
-        let line = Value::Object(object).to_string();
-        let Err(answer) = parse(&line) else {
-            return Err(TestCaseError::fail(format!("{line} accepted")));
-        };
-        check_refusal(&line, &answer)?;
-        let error = answer.error.expect("an error");
-        prop_assert_eq!(error.code, code::BAD_ARGUMENTS);
-        prop_assert_eq!(error.message, format!("{cmd}: missing field `{name}`"));
+        let message = refused_with_bad_arguments(object)?;
+        prop_assert_eq!(message, format!("{cmd}: missing field `{name}`"));
     }
 
     /// A value of the wrong type is refused with the command, the type that
@@ -540,18 +537,12 @@ proptest! {
         let name = &typed[which.index(typed.len())];
         let wrong = other_type(&object[name]);
         object.insert(name.clone(), wrong);
-        let line = Value::Object(object).to_string();
-        let Err(answer) = parse(&line) else {
-            return Err(TestCaseError::fail(format!("{line} accepted")));
-        };
-        check_refusal(&line, &answer)?;
-        let error = answer.error.expect("an error");
-        prop_assert_eq!(error.code, code::BAD_ARGUMENTS);
+        let message = refused_with_bad_arguments(object)?;
         let invalid = format!("{cmd}: invalid type: ");
         prop_assert!(
-            error.message.starts_with(&invalid) && error.message.contains(", expected "),
+            message.starts_with(&invalid) && message.contains(", expected "),
             "{:?}",
-            error.message
+            message
         );
     }
 }

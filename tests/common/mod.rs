@@ -238,6 +238,25 @@ impl Daemon {
         Response::parse(&raw)
     }
 
+    /// Publishes `data` (JSON text) to `topic` through the API with
+    /// `api_key`; asserts a 200 and returns the `delivered` count.
+    pub async fn publish(&self, api_key: &str, topic: &str, data: &str) -> u64 {
+        let body = format!("{{\"topic\":{},\"data\":{data}}}", Value::from(topic));
+        let resp = self
+            .http(
+                "POST",
+                "/api/publish",
+                &[
+                    ("Authorization", &format!("Bearer {api_key}")),
+                    ("Content-Type", "application/json"),
+                ],
+                &body,
+            )
+            .await;
+        assert_eq!(resp.status, 200, "{}", resp.body);
+        resp.json()["delivered"].as_u64().expect("delivered")
+    }
+
     /// The value of one metric line, e.g. `wsgate_rejections_total{reason="ip_limit"}`;
     /// 0 when the series does not exist yet.
     pub async fn metric(&self, series: &str) -> f64 {
