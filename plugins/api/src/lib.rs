@@ -44,6 +44,8 @@ mod auth;
 mod erase;
 mod options;
 mod query;
+#[cfg(test)]
+mod query_props;
 mod router;
 pub mod secret;
 mod topic;

@@ -240,6 +240,9 @@ fn read_tokens_file(path: &Path) -> Result<Vec<(usize, String, String)>, Options
 }
 
 #[cfg(test)]
+mod token_props;
+
+#[cfg(test)]
 mod tests {
     use std::future::Future;
     use std::io::Write;
@@ -258,7 +261,7 @@ mod tests {
         text.parse().expect("test TOML")
     }
 
-    fn tokens_file(content: &str) -> tempfile::NamedTempFile {
+    pub(super) fn tokens_file(content: &str) -> tempfile::NamedTempFile {
         let mut file = tempfile::NamedTempFile::new().expect("temp file");
         file.write_all(content.as_bytes()).expect("write temp file");
         file.flush().expect("flush temp file");
@@ -286,7 +289,7 @@ mod tests {
     }
 
     /// The authenticator's futures are ready at once; poll one to its end.
-    fn block_on<F: Future>(future: F) -> F::Output {
+    pub(super) fn block_on<F: Future>(future: F) -> F::Output {
         let mut future = pin!(future);
         let mut cx = Context::from_waker(Waker::noop());
         match future.as_mut().poll(&mut cx) {

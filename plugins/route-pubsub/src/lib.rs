@@ -97,3 +97,5 @@ impl RouterPlugin for Plugin {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod wire_props;

@@ -14,22 +14,23 @@ use crate::router::PubSub;
 use crate::wire::truncate;
 
 /// A session that records what the router does to it.
-struct FakeSession {
+pub(crate) struct FakeSession {
     id: String,
     identity: Identity,
     query: Option<String>,
     sent: Vec<Outbound>,
-    subscriptions: Vec<String>,
+    pub(crate) subscriptions: Vec<String>,
     limit: usize,
-    publishes: Vec<(String, String)>,
+    /// `(topic, data)` of each publish, `data` as the client wrote it.
+    pub(crate) publishes: Vec<(String, String)>,
     /// What `publish` reports as delivered.
-    delivered: usize,
+    pub(crate) delivered: usize,
     /// Sends after this many succeeded fail with `QueueFull`.
     send_capacity: usize,
 }
 
 impl FakeSession {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             id: "c1".into(),
             identity: Identity::anonymous(),
@@ -59,7 +60,7 @@ impl FakeSession {
     }
 
     /// The sent messages as JSON, draining them.
-    fn take(&mut self) -> Vec<Value> {
+    pub(crate) fn take(&mut self) -> Vec<Value> {
         self.sent
             .drain(..)
             .map(|m| match m {
@@ -129,7 +130,7 @@ fn options(toml: &str) -> Table {
     toml.parse::<Table>().unwrap()
 }
 
-fn router(toml: &str) -> PubSub {
+pub(crate) fn router(toml: &str) -> PubSub {
     PubSub::from_options(&options(toml)).unwrap()
 }
 
