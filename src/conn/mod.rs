@@ -43,6 +43,14 @@ use wsgate_admin_proto::Event as AdminEvent;
 /// Queued messages moved into the write buffer at a time.
 const TAKE_BATCH: usize = 256;
 
+thread_local! {
+    /// Where messages taken from a send queue wait for the framing, lent to
+    /// whichever connection of this thread sends next: a list of its own
+    /// would keep, for the connection's whole life, room for the largest
+    /// batch it ever took (up to `TAKE_BATCH` messages).
+    static TAKEN: std::cell::Cell<Vec<Outbound>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
 /// An upgraded connection, admitted and ready to run.
 pub struct Accepted {
     pub wire: Wire,
@@ -120,7 +128,6 @@ pub async fn run(daemon: Arc<Daemon>, accepted: Box<Accepted>) {
     // The deadline `sleep` is set to: re-arming a timer costs a lock on the
     // timer wheel, so it is done only when the deadline moves.
     let mut armed: Option<Instant> = None;
-    let mut scratch: Vec<Outbound> = Vec::new();
 
     loop {
         // A reload reaches a live connection at its next event.
@@ -153,9 +160,12 @@ pub async fn run(daemon: Arc<Daemon>, accepted: Box<Accepted>) {
         // waiting for a wake-up that was already spent.
         let mut backlog = task.phase == Phase::Open && wire.pending() >= WRITE_BATCH;
         if task.phase == Phase::Open && wire.pending() < WRITE_BATCH {
+            // Taken, framed and given back before the next await: the task
+            // does not move to another thread in between.
+            let mut scratch = TAKEN.take();
             let request = conn.take(&mut scratch, TAKE_BATCH);
             backlog = scratch.len() == TAKE_BATCH;
-            if let Some(request) = request {
+            let sent = if let Some(request) = request {
                 task.queue(&mut wire, &mut scratch);
                 task.start_close(
                     &mut wire,
@@ -163,7 +173,14 @@ pub async fn run(daemon: Arc<Daemon>, accepted: Box<Accepted>) {
                     &request.reason,
                     !is_fatal(&request),
                 );
-            } else if !task.send(&mut wire, &mut scratch) {
+                true
+            } else {
+                task.send(&mut wire, &mut scratch)
+            };
+            // Framing moved every message out; only the room is kept.
+            scratch.clear();
+            TAKEN.set(scratch);
+            if !sent {
                 task.vanished();
                 break;
             }
