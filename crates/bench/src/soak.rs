@@ -13,7 +13,9 @@
 //! 3. publish `--publish-rate` messages a second over the HTTP API for
 //!    `--duration`, each stamped with its number and send time; the
 //!    target's RSS is read every `--sample-every` (with `--pid`);
-//! 4. wait for the deliveries (at most [`GRACE`] after the last publish).
+//! 4. wait for the deliveries (at most [`GRACE`] after the last publish),
+//!    read the target's RSS a last time, and only then let the
+//!    connections close.
 //!
 //! Reports per connection the messages lost and duplicated, and per
 //! `--window` of send time the delivery latency (publish to delivery) and
@@ -282,6 +284,8 @@ pub async fn run(plan: Plan, common: Common) -> anyhow::Result<Summary> {
         delivery: histograms(plan.windows)?,
         echo: histograms(plan.windows)?,
         echo_every: plan.echo_every,
+        finished: AtomicUsize::new(0),
+        release: tokio::sync::watch::Sender::new(false),
     });
     let mut tallies = Vec::with_capacity(plan.connections);
     let mut tasks = Vec::with_capacity(plan.connections);
@@ -361,14 +365,19 @@ pub async fn run(plan: Plan, common: Common) -> anyhow::Result<Summary> {
     }
     let publish_elapsed = publish_start.elapsed();
 
-    // 4. Deliveries.
+    // 4. Deliveries; the last reading once every connection has stopped
+    // reading and before any of them closes.
     let give_up = (Instant::now() + GRACE).min(deadline);
-    while Instant::now() < give_up && tasks.iter().any(|t| !t.is_finished()) {
+    while Instant::now() < give_up && shared.finished.load(Ordering::Relaxed) < plan.connections {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     if let Some(pid) = plan.pid {
         let t = publish_start.elapsed().as_secs_f64();
         samples.0.push((t, procmem::read(pid)?.rss_kib));
+    }
+    shared.release.send_replace(true);
+    while Instant::now() < give_up && tasks.iter().any(|t| !t.is_finished()) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let unfinished = tasks.iter().filter(|t| !t.is_finished()).count();
     for t in &tasks {

@@ -41,6 +41,13 @@ pub struct Shared {
     pub echo: Vec<Mutex<Latency>>,
     /// Time between two pings of one echoing connection.
     pub echo_every: Duration,
+    /// Connections that have stopped reading (all seen, closed, failed or
+    /// out of time).
+    pub finished: AtomicUsize,
+    /// Set once the run has taken its last reading of the target: only
+    /// then do the connections close, so that the reading is not taken in
+    /// the middle of thousands of closes.
+    pub release: tokio::sync::watch::Sender<bool>,
 }
 
 impl Shared {
@@ -102,7 +109,8 @@ struct Pending {
 }
 
 /// Reads deliveries until every message was seen (and the last ping was
-/// answered), the server closed, or `deadline`; then closes politely.
+/// answered), the server closed, or `deadline`; then waits for the run's
+/// release (or `deadline`) and closes politely.
 ///
 /// An echoing connection sends `{"type":"ping","id":n}` once publishing
 /// has started, right after reading a frame when `echo_every` has passed
@@ -182,12 +190,15 @@ pub async fn run(
         }
     }
     .await;
+    let mut release = shared.release.subscribe();
+    shared.finished.fetch_add(1, Ordering::Relaxed);
     if let Err(e) = result {
         if let Ok(mut t) = tally.lock() {
             t.error = Some(format!("{e:#}"));
         }
         return;
     }
+    let _ = tokio::time::timeout_at(deadline, release.wait_for(|r| *r)).await;
     conn.close().await;
 }
 
@@ -223,6 +234,8 @@ mod tests {
                 .collect(),
             echo: Vec::new(),
             echo_every: Duration::from_millis(100),
+            finished: AtomicUsize::new(0),
+            release: tokio::sync::watch::Sender::new(false),
         };
         assert_eq!(shared.window(1_000), 0);
         assert_eq!(shared.window(1_099), 0);
