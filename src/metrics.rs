@@ -75,6 +75,12 @@ pub struct ActionLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerReasonLabel {
+    pub listener: String,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabel {
     pub result: &'static str,
 }
@@ -162,6 +168,9 @@ pub struct Metrics {
     frames_closed: Counter,
     pub memory_pressure: Gauge,
     pub pending_handshakes: Gauge,
+    /// Connections and requests a listener refused before HTTP or outside
+    /// what it serves.
+    pub listener_refusals: Family<ListenerReasonLabel, Counter>,
     /// From a ping sent to the pong that answers it.
     pub ping_rtt: Histogram,
     /// The hub's publish call: serialising the frame once and offering it
@@ -178,6 +187,16 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Counts a refusal by a listener.
+    pub fn listener_refused(&self, listener: &str, reason: &'static str) {
+        self.listener_refusals
+            .get_or_create(&ListenerReasonLabel {
+                listener: listener.to_string(),
+                reason,
+            })
+            .inc();
+    }
+
     pub fn new() -> Self {
         // The daemon's own metrics under `wsgate_`, then the process
         // metrics, which have standard names of their own.
@@ -202,6 +221,7 @@ impl Metrics {
             frames_closed: Counter::default(),
             memory_pressure: Gauge::default(),
             pending_handshakes: Gauge::default(),
+            listener_refusals: Family::default(),
             ping_rtt: Histogram::new(PING_RTT_BUCKETS),
             publish_fanout: Histogram::new(PUBLISH_FANOUT_BUCKETS),
             handshake: Histogram::new(HANDSHAKE_BUCKETS),
@@ -290,6 +310,11 @@ impl Metrics {
             "pending_handshakes",
             "TCP connections accepted and not yet upgraded or closed",
             m.pending_handshakes.clone(),
+        );
+        registry.register(
+            "listener_refusals",
+            "Connections and requests a listener refused, by listener and reason",
+            m.listener_refusals.clone(),
         );
         registry.register_with_unit(
             "ping_rtt",

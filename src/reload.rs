@@ -90,7 +90,7 @@ fn record_error(daemon: &Daemon, origin: &str, dry_run: bool, e: ConfigError) ->
 pub fn apply(daemon: &Daemon, mut new: Settings, origin: &str, dry_run: bool) -> Report {
     let old = daemon.settings();
     let changes = diff(&old, &new);
-    keep_restart_keys(&old.config.server, &mut new.config.server);
+    keep_restart_keys(&old, &mut new);
     drop(old);
     let conns = daemon.registry().all();
     let removed: Vec<&Arc<Conn>> = conns

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use wsgate::config::{ConfigError, Settings};
 use wsgate::daemon::Daemon;
+use wsgate::server::sockets::{self, Inherited, Origin};
 use wsgate::{admin, control, signals, systemd};
 
 use crate::cli;
@@ -50,25 +51,43 @@ pub fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
     for w in &settings.warnings {
         tracing::warn!(target: LOG, "{w}");
     }
+    // Before the runtime's threads exist: it clears LISTEN_* from the
+    // environment.
+    let inherited = Inherited::from_env();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(run(settings, path))
+    runtime.block_on(run(settings, path, inherited))
 }
 
 /// Binds, then starts the daemon's parts in order: signals, the config
 /// watcher, the admin socket, the server; then reports ready and runs the
 /// control loop.
-async fn run(settings: Settings, path: Option<PathBuf>) -> anyhow::Result<()> {
+async fn run(
+    settings: Settings,
+    path: Option<PathBuf>,
+    inherited: Inherited,
+) -> anyhow::Result<()> {
     let server = &settings.config.server;
-    let listen = server.listen;
     let (watch_config, debounce) = (server.watch_config, server.reload_debounce);
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
-    let local = listener.local_addr().context("listener address")?;
+    let bound = sockets::bind_all(&settings, inherited)?;
     tracing::info!(target: LOG, file = %settings.file, routes = settings.routes.len(), "config loaded");
+    let listening: Vec<String> = settings
+        .listeners
+        .iter()
+        .zip(&bound)
+        .map(|(l, b)| {
+            let mut line = format!(
+                "listening on {} listener={} serve={}",
+                b.local, l.name, l.services
+            );
+            if b.origin == Origin::Systemd {
+                line.push_str(" socket=systemd");
+            }
+            line
+        })
+        .collect();
 
     let daemon = Daemon::new(settings, path.clone());
     let (control, commands) = tokio::sync::mpsc::channel(CONTROL_QUEUE);
@@ -83,8 +102,11 @@ async fn run(settings: Settings, path: Option<PathBuf>) -> anyhow::Result<()> {
     // Its file goes away when `_socket_file` drops.
     let _socket_file = admin::start(&daemon, &control).await?;
 
-    let server = tokio::spawn(wsgate::server::serve(listener, Arc::clone(&daemon)));
-    tracing::info!(target: LOG, "listening on {local}");
+    let listeners = bound.into_iter().map(|b| b.listener).collect();
+    let server = tokio::spawn(wsgate::server::serve(listeners, Arc::clone(&daemon)));
+    for line in &listening {
+        tracing::info!(target: LOG, "{line}");
+    }
     systemd::ready();
     systemd::status(&daemon);
     systemd::spawn_watchdog(Arc::clone(&daemon));

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::listeners;
 use super::schema::ServerConfig;
 use super::settings::Settings;
 
@@ -20,10 +21,36 @@ pub const RESTART_KEYS: &[&str] = &[
     "server.reload_debounce",
 ];
 
-/// Keys read only at start keep their running values in the new config,
+/// The listeners, which apply live (`serve`, `tls`, `proxy_protocol`) as
+/// long as their names and addresses stay; a change to those needs a
+/// restart, and until then the running listeners keep all their settings.
+pub const LISTENERS_KEY: &str = "server.listeners";
+
+/// Each listener's name and address: what a reload cannot change.
+fn listener_identities(server: &ServerConfig) -> Vec<(String, std::net::SocketAddr)> {
+    listeners::effective(server)
+        .into_iter()
+        .map(|l| (l.name, l.address))
+        .collect()
+}
+
+/// Whether the new config binds other listeners than the running one.
+pub fn listeners_moved(running: &ServerConfig, new: &ServerConfig) -> bool {
+    listener_identities(running) != listener_identities(new)
+}
+
+/// Keys read only at start keep their running values in the new settings,
 /// so that the config in force (admin `config`) says what really runs; the
 /// next reload reports them again until a restart.
-pub fn keep_restart_keys(running: &ServerConfig, new: &mut ServerConfig) {
+pub fn keep_restart_keys(running: &Settings, new: &mut Settings) {
+    if listeners_moved(&running.config.server, &new.config.server) {
+        new.config.server.listeners = running.config.server.listeners.clone();
+        new.listeners = running.listeners.clone();
+    }
+    keep_restart_server_keys(&running.config.server, &mut new.config.server);
+}
+
+fn keep_restart_server_keys(running: &ServerConfig, new: &mut ServerConfig) {
     new.listen = running.listen;
     new.admin_socket = running.admin_socket.clone();
     new.admin_socket_mode = running.admin_socket_mode.clone();
@@ -91,7 +118,12 @@ pub fn diff(old: &Settings, new: &Settings) -> Changes {
             Some((x, y)) => format!("{path}: {x} -> {y}"),
             None => path.clone(),
         };
-        if RESTART_KEYS.contains(&path.as_str()) {
+        let restart = if path == LISTENERS_KEY {
+            listeners_moved(&old.config.server, &new.config.server)
+        } else {
+            RESTART_KEYS.contains(&path.as_str())
+        };
+        if restart {
             out.restart_required.push(line);
         } else {
             out.applied.push(line);
@@ -277,8 +309,34 @@ mod tests {
             "watch_config = false\nreload_debounce = \"1s\"\n",
         ));
         assert_eq!(diff(&a, &b).restart_required.len(), RESTART_KEYS.len());
-        keep_restart_keys(&a.config.server, &mut b.config.server);
+        keep_restart_keys(&a, &mut b);
         assert!(diff(&a, &b).is_empty(), "{:?}", diff(&a, &b));
+    }
+
+    #[test]
+    fn listeners_apply_live_unless_an_address_or_name_changes() {
+        let one = |serve: &str, address: &str| {
+            settings(&format!(
+                "[[server.listeners]]\nname = \"public\"\naddress = \"{address}\"\nserve = {serve}\n"
+            ))
+        };
+        let a = one("[\"ws\"]", "127.0.0.1:1");
+        let b = one("[\"ws\", \"health\"]", "127.0.0.1:1");
+        let c = diff(&a, &b);
+        assert!(c.restart_required.is_empty(), "{c:?}");
+        assert_eq!(c.applied.len(), 1, "{c:?}");
+        assert!(c.applied[0].starts_with("server.listeners:"), "{c:?}");
+
+        let mut moved = one("[\"ws\", \"health\"]", "127.0.0.1:2");
+        let c = diff(&a, &moved);
+        assert!(c.applied.is_empty(), "{c:?}");
+        assert_eq!(c.restart_required.len(), 1, "{c:?}");
+        keep_restart_keys(&a, &mut moved);
+        assert!(
+            diff(&a, &moved).is_empty(),
+            "the running listeners stay whole"
+        );
+        assert_eq!(moved.listeners[0].config.serve, a.listeners[0].config.serve);
     }
 
     #[test]

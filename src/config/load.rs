@@ -132,6 +132,22 @@ impl Source {
         Err(self.error(issues))
     }
 
+    /// Whether the file sets this key (a dotted path of plain keys).
+    pub fn has_key(&self, path: &str) -> bool {
+        let Ok(doc) = self.text.parse::<toml::Table>() else {
+            return false;
+        };
+        let mut keys = path.split('.');
+        let Some(first) = keys.next() else {
+            return false;
+        };
+        let mut value = doc.get(first);
+        for key in keys {
+            value = value.and_then(|v| v.get(key));
+        }
+        value.is_some()
+    }
+
     /// An issue about the key itself (not its value) at a key path.
     pub fn issue_at_key(&self, path: &str, message: impl Into<String>) -> Issue {
         match locate_spans(&self.text, path) {

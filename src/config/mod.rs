@@ -1,6 +1,7 @@
 //! The configuration: one TOML file holds every limit.
 //!
 //! - [`schema`]: the typed file format, with every default in one place.
+//! - [`listeners`]: the listeners in force and their checks.
 //! - [`load`]: reading and parsing, with errors that carry file:line:column
 //!   and the key path.
 //! - [`settings`]: validation that consumes a [`Config`] and builds the
@@ -10,6 +11,7 @@
 //! in at one point, so no connection ever sees a half-applied config.
 
 pub mod diff;
+pub mod listeners;
 pub mod load;
 pub mod memory;
 pub mod schema;

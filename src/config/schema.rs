@@ -70,8 +70,12 @@ fn default_routes() -> Vec<RouteConfig> {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
-    /// Address and port to listen on. Changing it needs a restart.
+    /// Address and port to listen on, serving everything over plain HTTP,
+    /// when `listeners` is empty. Changing it needs a restart.
     pub listen: SocketAddr,
+    /// `[[server.listeners]]`: several addresses, each with what it serves,
+    /// TLS and the PROXY protocol. When given, `listen` is not used.
+    pub listeners: Vec<ListenerConfig>,
     /// Longest time from TCP accept to a finished upgrade (or an answered
     /// HTTP request); slower clients are dropped (slowloris).
     #[serde(with = "humantime_serde")]
@@ -159,6 +163,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            listeners: Vec::new(),
             handshake_timeout: Duration::from_secs(5),
             close_timeout: Duration::from_secs(2),
             retry_after: Duration::from_secs(1),
@@ -186,6 +191,95 @@ impl Default for ServerConfig {
             max_pending_handshakes: 1024,
         }
     }
+}
+
+/// `[[server.listeners]]`: one listening address and what it answers.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// Names the listener in logs and the admin `stats`, and matches it to
+    /// a socket systemd passes (`FileDescriptorName=`). Default: the
+    /// address.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// Address and port. Changing it needs a restart, unless the socket
+    /// comes from systemd.
+    pub address: SocketAddr,
+    /// What this listener answers; any other path gets 404 here.
+    #[serde(default = "Service::all")]
+    pub serve: Vec<Service>,
+    /// TLS termination; absent: plain HTTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+    /// Every connection must start with a PROXY protocol header (v1 or v2)
+    /// from an address in `trusted_proxies`; its source address is then the
+    /// client's.
+    #[serde(default)]
+    pub proxy_protocol: bool,
+}
+
+/// What a listener answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Service {
+    /// The WebSocket routes.
+    Ws,
+    /// `/healthz` and `/readyz`.
+    Health,
+    /// `/metrics`.
+    Metrics,
+    /// `/api/publish`.
+    Api,
+}
+
+impl Service {
+    pub const ALL: [Service; 4] = [Service::Ws, Service::Health, Service::Metrics, Service::Api];
+
+    /// The default `serve`: everything.
+    pub fn all() -> Vec<Service> {
+        Self::ALL.to_vec()
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Ws => "ws",
+            Service::Health => "health",
+            Service::Metrics => "metrics",
+            Service::Api => "api",
+        }
+    }
+}
+
+/// `tls = { ... }` of a listener: one certificate (`cert_file`,
+/// `key_file`), or several chosen by server name (`certs`, the first the
+/// default).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM: the certificate, then its chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<PathBuf>,
+    /// PEM: the private key (PKCS#8, RSA or EC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+    /// Several certificates, chosen by the client's server name (SNI).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certs: Vec<CertFiles>,
+    /// The oldest TLS version accepted: `"1.2"` or `"1.3"`.
+    #[serde(default = "default_tls_min_version")]
+    pub min_version: String,
+}
+
+fn default_tls_min_version() -> String {
+    "1.2".into()
+}
+
+/// One certificate and its key, as PEM files.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertFiles {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 /// An IP network written as a CIDR (`10.0.0.0/8`) or a single address.

@@ -8,9 +8,12 @@ use std::time::Duration;
 
 use wsgate_plugin_api::{Authenticator, DynRouter, OptionsError};
 
+use super::listeners::{self, Services};
 use super::load::{ConfigError, Issue, Source};
 use super::memory::{self, MemoryBounds};
-use super::schema::{Config, Limits, LimitsOverride, Secret, ServerConfig, REDACTED};
+use super::schema::{
+    Config, Limits, LimitsOverride, ListenerConfig, Secret, ServerConfig, REDACTED,
+};
 use crate::plugins;
 
 /// Paths the daemon serves itself; a route may not take them.
@@ -30,6 +33,19 @@ pub struct Settings {
     /// `max_memory` and its low-water mark in bytes (`None`: off), read
     /// against the cgroup limit when written as a percentage.
     pub memory: Option<MemoryBounds>,
+    /// The listeners, in file order (one for `listen` when the file has no
+    /// `[[server.listeners]]`).
+    pub listeners: Vec<Listener>,
+}
+
+/// One listener's settings. Its address is bound once at start; the rest
+/// applies to the connections it accepts after a reload.
+#[derive(Debug, Clone)]
+pub struct Listener {
+    /// `config.name`, shared with the connections it accepts.
+    pub name: Arc<str>,
+    pub config: ListenerConfig,
+    pub services: Services,
 }
 
 /// One route, ready to serve.
@@ -133,6 +149,21 @@ impl Settings {
         for (key, message) in check_edge(server) {
             issues.push(source.issue(&format!("server.{key}"), message));
         }
+        for (path, message) in listeners::check(server) {
+            issues.push(source.issue(&path, message));
+        }
+        if !server.listeners.is_empty() && source.has_key("server.listen") {
+            warnings
+                .push("server.listen is not used: [[server.listeners]] gives the addresses".into());
+        }
+        let listeners = listeners::effective(server)
+            .into_iter()
+            .map(|config| Listener {
+                name: Arc::from(config.name.as_str()),
+                services: Services::of(&config.serve),
+                config,
+            })
+            .collect();
         let memory = match memory::resolve(
             server.max_memory,
             server.max_memory_low_water,
@@ -289,6 +320,7 @@ impl Settings {
             api_keys,
             warnings,
             memory,
+            listeners,
         })
     }
 

@@ -15,18 +15,44 @@ use wsgate_plugin_api::RawValue;
 
 use super::reply::{self, Body};
 use super::upgrade;
+use super::Served;
+use crate::config::schema::Service;
 use crate::daemon::Daemon;
 use crate::hub::Source;
 use crate::metrics::{Format, ReasonLabel};
 
-/// `accepted` is when the TCP connection was accepted.
+/// What a path belongs to.
+fn service_of(path: &str) -> Service {
+    match path {
+        "/healthz" | "/readyz" => Service::Health,
+        "/metrics" => Service::Metrics,
+        "/api/publish" => Service::Api,
+        _ => Service::Ws,
+    }
+}
+
+/// `accepted` is when the TCP connection was accepted; `served`, what its
+/// listener answers (anything else is 404 there).
 pub async fn handle(
     daemon: Arc<Daemon>,
     peer: SocketAddr,
     accepted: Instant,
+    served: &Served,
     req: Request<Incoming>,
 ) -> Response<Body> {
     let path = req.uri().path();
+    let service = service_of(path);
+    if !served.services.contains(service) {
+        daemon
+            .metrics()
+            .listener_refused(&served.listener, "not_served");
+        tracing::debug!(%peer, listener = %served.listener, path = ?path, "not served on this listener");
+        return reply::error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "nothing is served at this path on this listener",
+        );
+    }
     match (req.method(), path) {
         (&Method::GET, "/healthz") => reply::json(StatusCode::OK, &json!({"status": "ok"})),
         (&Method::GET, "/readyz") => {

@@ -1,7 +1,10 @@
-//! The listener: accept, HTTP/1.1, and the hand-off of upgraded sockets.
+//! The listeners: accept, HTTP/1.1, and the hand-off of upgraded sockets.
 //!
-//! [`serve`] is a function of a bound listener and the daemon state, so
-//! tests bind port 0 and the binary binds the configured address.
+//! [`serve`] is a function of bound listeners and the daemon state; the
+//! binary binds the configured addresses (or takes the sockets systemd
+//! passes). Listener `i` answers by `Settings::listeners[i]` as it is when
+//! a connection is accepted, so a reload changes what it serves for the
+//! connections it accepts next.
 //!
 //! While the daemon drains, the listener stays open so that load balancers
 //! read `/readyz` = 503 (rather than a refused connection) and new upgrades
@@ -10,6 +13,7 @@
 mod client_ip;
 mod http;
 mod reply;
+pub mod sockets;
 mod upgrade;
 
 use std::net::SocketAddr;
@@ -21,21 +25,43 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::config::listeners::Services;
 use crate::daemon::Daemon;
 use crate::edge::pending::PendingPermit;
+
+/// What a connection's listener answers, as it was when it was accepted.
+#[derive(Clone)]
+pub struct Served {
+    /// The listener's name (logs, metrics).
+    pub listener: Arc<str>,
+    pub services: Services,
+}
 
 /// Pause after a failed accept (e.g. out of file descriptors), so the loop
 /// does not spin while the condition lasts.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
-/// Accepts connections until the daemon has stopped, and samples memory
-/// for `max_memory` meanwhile.
-///
-/// A connection takes one of `max_pending_handshakes` places before it is
-/// accepted and holds it for its HTTP phase: at the cap, the loop waits and
-/// the kernel's backlog holds the next ones.
-pub async fn serve(listener: TcpListener, daemon: Arc<Daemon>) {
+/// Accepts connections on every listener (the `i`th is
+/// `Settings::listeners[i]`) until the daemon has stopped, and samples
+/// memory for `max_memory` meanwhile.
+pub async fn serve(listeners: Vec<TcpListener>, daemon: Arc<Daemon>) {
     tokio::spawn(Arc::clone(daemon.edge()).watch_memory(daemon.stopped()));
+    let loops: Vec<_> = listeners
+        .into_iter()
+        .enumerate()
+        .map(|(index, l)| tokio::spawn(accept_loop(l, index, Arc::clone(&daemon))))
+        .collect();
+    for l in loops {
+        let _ = l.await;
+    }
+}
+
+/// One listener's accept loop.
+///
+/// A connection takes one of `max_pending_handshakes` places (shared by
+/// every listener) before it is accepted and holds it for its HTTP phase:
+/// at the cap, the loop waits and the kernel's backlog holds the next ones.
+async fn accept_loop(listener: TcpListener, index: usize, daemon: Arc<Daemon>) {
     loop {
         let permit = tokio::select! {
             _ = daemon.stopped() => break,
@@ -52,7 +78,7 @@ pub async fn serve(listener: TcpListener, daemon: Arc<Daemon>) {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let daemon = Arc::clone(&daemon);
-                    tokio::spawn(connection(daemon, stream, peer, permit.accepted()));
+                    tokio::spawn(connection(daemon, index, stream, peer, permit.accepted()));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
@@ -61,8 +87,17 @@ pub async fn serve(listener: TcpListener, daemon: Arc<Daemon>) {
             }
         }
     }
+    let name = listener_name(&daemon, index);
     drop(listener);
-    tracing::info!("listener closed");
+    tracing::info!(listener = %name, "listener closed");
+}
+
+fn listener_name(daemon: &Daemon, index: usize) -> Arc<str> {
+    daemon
+        .settings()
+        .listeners
+        .get(index)
+        .map_or_else(|| Arc::from("?"), |l| Arc::clone(&l.name))
 }
 
 /// One TCP connection's HTTP phase. An upgrade hands the socket to a
@@ -70,19 +105,38 @@ pub async fn serve(listener: TcpListener, daemon: Arc<Daemon>) {
 /// the pending handshakes (`_pending`).
 async fn connection(
     daemon: Arc<Daemon>,
+    index: usize,
     stream: TcpStream,
     peer: SocketAddr,
     _pending: PendingPermit,
 ) {
     let accepted = Instant::now();
     let _ = stream.set_nodelay(true);
-    let handshake_timeout = daemon.settings().config.server.handshake_timeout;
+    let (handshake_timeout, served) = {
+        let settings = daemon.settings();
+        let Some(l) = settings.listeners.get(index) else {
+            // A reload keeps the running listeners whole, so every bound
+            // listener has its settings.
+            tracing::error!(index, "a connection on a listener with no settings");
+            return;
+        };
+        (
+            settings.config.server.handshake_timeout,
+            Served {
+                listener: Arc::clone(&l.name),
+                services: l.services,
+            },
+        )
+    };
     let service = {
         let daemon = Arc::clone(&daemon);
         service_fn(move |req| {
             let daemon = Arc::clone(&daemon);
+            let served = served.clone();
             async move {
-                Ok::<_, std::convert::Infallible>(http::handle(daemon, peer, accepted, req).await)
+                Ok::<_, std::convert::Infallible>(
+                    http::handle(daemon, peer, accepted, &served, req).await,
+                )
             }
         })
     };

@@ -34,9 +34,12 @@ pub struct Daemon {
     pub config_path: PathBuf,
 }
 
-/// Puts `listen = "127.0.0.1:0"` into a config's `[server]` table.
+/// Puts `listen = "127.0.0.1:0"` into a config's `[server]` table (not
+/// when the config has `[[server.listeners]]`: they give the addresses).
 pub fn with_port_zero(config: &str) -> String {
-    if config.contains("[server]") {
+    if config.contains("[[server.listeners]]") {
+        config.to_string()
+    } else if config.contains("[server]") {
         config.replacen("[server]", "[server]\nlisten = \"127.0.0.1:0\"", 1)
     } else {
         format!("[server]\nlisten = \"127.0.0.1:0\"\n{config}")
@@ -85,7 +88,8 @@ impl Daemon {
                 for line in BufReader::new(stderr).lines() {
                     let Ok(line) = line else { break };
                     if let Some(addr) = line.split("listening on ").nth(1) {
-                        let _ = tx.send(addr.trim().to_string());
+                        let addr = addr.split_whitespace().next().unwrap_or("");
+                        let _ = tx.send(addr.to_string());
                     }
                     logs.lock().expect("logs").push(line);
                 }
@@ -107,6 +111,23 @@ impl Daemon {
             dir,
             config_path,
         }
+    }
+
+    /// The address of the listener with this name, from its `listening on`
+    /// line.
+    pub async fn listener(&self, name: &str) -> SocketAddr {
+        let field = format!("listener={name} ");
+        self.wait_log(&["listening on", &field]).await;
+        let logs = self.logs();
+        let line = logs
+            .lines()
+            .find(|l| l.contains("listening on") && l.contains(&field))
+            .expect("the listening line");
+        line.split("listening on ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in: {line}"))
     }
 
     /// The admin socket (the default, in the daemon's directory).
@@ -218,24 +239,7 @@ impl Daemon {
         headers: &[(&str, &str)],
         body: &str,
     ) -> Response {
-        let mut stream = TcpStream::connect(self.addr).await.expect("connect");
-        let mut req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
-            self.addr,
-            body.len()
-        );
-        for (k, v) in headers {
-            req.push_str(&format!("{k}: {v}\r\n"));
-        }
-        req.push_str("\r\n");
-        req.push_str(body);
-        stream.write_all(req.as_bytes()).await.expect("write");
-        let mut raw = Vec::new();
-        tokio::time::timeout(PATIENCE, stream.read_to_end(&mut raw))
-            .await
-            .expect("response in time")
-            .expect("read");
-        Response::parse(&raw)
+        http_to(self.addr, method, path, headers, body).await
     }
 
     /// Publishes `data` (JSON text) to `topic` through the API with
@@ -382,6 +386,34 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A plain HTTP/1.1 request to `addr`; returns status, headers (lower-case
+/// names) and body.
+pub async fn http_to(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Response {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    stream.write_all(req.as_bytes()).await.expect("write");
+    let mut raw = Vec::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut raw))
+        .await
+        .expect("response in time")
+        .expect("read");
+    Response::parse(&raw)
 }
 
 #[derive(Debug)]

@@ -1,0 +1,216 @@
+//! Several listeners: what each serves, a public one next to an internal
+//! one, `serve` changed live, an address change that waits for a restart,
+//! and the checks of `[[server.listeners]]`.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use common::{http_to, recv_type, Daemon};
+
+const KEY: &str = "listener-test-key";
+
+fn two_listeners(public_serves: &str) -> String {
+    format!(
+        r#"
+[api]
+keys = ["{KEY}"]
+
+[[server.listeners]]
+name = "public"
+address = "127.0.0.1:0"
+serve = {public_serves}
+
+[[server.listeners]]
+name = "internal"
+address = "127.0.0.1:0"
+serve = ["metrics", "api", "health"]
+"#
+    )
+}
+
+async fn status(addr: SocketAddr, method: &str, path: &str) -> u16 {
+    http_to(addr, method, path, &[], "").await.status
+}
+
+async fn publish_at(addr: SocketAddr, topic: &str) -> (u16, String) {
+    let body = format!(r#"{{"topic":"{topic}","data":{{"n":1}}}}"#);
+    let auth = format!("Bearer {KEY}");
+    let resp = http_to(
+        addr,
+        "POST",
+        "/api/publish",
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        &body,
+    )
+    .await;
+    (resp.status, resp.body)
+}
+
+/// A series' value in a /metrics answer (0 when absent).
+fn series(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+        .map_or(0.0, |v| v.trim().parse().expect("number"))
+}
+
+#[tokio::test]
+async fn the_internal_listener_serves_metrics_and_the_api_and_the_public_one_does_not() {
+    let d = Daemon::start(&two_listeners(r#"["ws", "health"]"#)).await;
+    let public = d.listener("public").await;
+    let internal = d.listener("internal").await;
+    assert_eq!(d.addr, public, "the first listener is the harness's");
+    assert_ne!(public, internal);
+
+    // The public listener: the routes and health, nothing else.
+    assert_eq!(status(public, "GET", "/healthz").await, 200);
+    assert_eq!(status(public, "GET", "/readyz").await, 200);
+    let resp = http_to(public, "GET", "/metrics", &[], "").await;
+    assert_eq!(resp.status, 404, "{}", resp.body);
+    assert_eq!(resp.json()["error"], "not_found");
+    let (code, body) = publish_at(public, "news").await;
+    assert_eq!(code, 404, "{body}");
+
+    // The internal listener: metrics, the API and health, and no routes.
+    assert_eq!(status(internal, "GET", "/healthz").await, 200);
+    let upgrade = http_to(
+        internal,
+        "GET",
+        "/ws?topics=news",
+        &[
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Version", "13"),
+            ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(upgrade.status, 404, "{}", upgrade.body);
+
+    // A subscriber on the public listener gets what a backend publishes on
+    // the internal one.
+    let mut ws = d.connect("/ws?topics=news").await;
+    let (code, body) = publish_at(internal, "news").await;
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains(r#""delivered":1"#), "{body}");
+    let msg = recv_type(&mut ws, "message").await;
+    assert_eq!(msg["topic"], "news");
+    assert_eq!(msg["data"]["n"], 1);
+
+    let metrics = http_to(internal, "GET", "/metrics", &[], "").await;
+    assert_eq!(metrics.status, 200);
+    assert_eq!(
+        series(
+            &metrics.body,
+            r#"wsgate_listener_refusals_total{listener="public",reason="not_served"}"#
+        ),
+        2.0,
+        "{}",
+        metrics.body
+    );
+    assert_eq!(
+        series(
+            &metrics.body,
+            r#"wsgate_listener_refusals_total{listener="internal",reason="not_served"}"#
+        ),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn serve_applies_live_and_an_address_change_waits_for_a_restart() {
+    let d = Daemon::start(&two_listeners(r#"["ws", "health"]"#)).await;
+    let public = d.listener("public").await;
+    let internal = d.listener("internal").await;
+    assert_eq!(status(public, "GET", "/metrics").await, 404);
+    let mut ws = d.connect("/ws?topics=t").await;
+
+    // Live: the public listener also serves metrics from now on.
+    d.write_config(&two_listeners(r#"["ws", "health", "metrics"]"#));
+    let reload = d.admin(serde_json::json!({"cmd": "reload"})).await;
+    let applied = reload["changes"]["applied"].to_string();
+    assert!(applied.contains("server.listeners"), "{reload}");
+    assert_eq!(reload["changes"]["restart_required"], serde_json::json!([]));
+    assert_eq!(status(public, "GET", "/metrics").await, 200);
+
+    // A new address needs a restart: reported, and the running listeners
+    // keep all their settings (and their addresses).
+    let moved = two_listeners(r#"["ws"]"#).replacen("127.0.0.1:0", "127.0.0.1:1", 1);
+    d.write_config(&moved);
+    let reload = d.admin(serde_json::json!({"cmd": "reload"})).await;
+    let restart = reload["changes"]["restart_required"].to_string();
+    assert!(restart.contains("server.listeners"), "{reload}");
+    assert_eq!(status(public, "GET", "/metrics").await, 200, "kept whole");
+    assert_eq!(status(public, "GET", "/healthz").await, 200);
+    assert_eq!(status(internal, "GET", "/metrics").await, 200);
+
+    // The connection from before every reload is still served.
+    let (code, body) = publish_at(internal, "t").await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(recv_type(&mut ws, "message").await["topic"], "t");
+}
+
+#[test]
+fn check_refuses_broken_listeners_with_their_place() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("wsgate.toml");
+    std::fs::write(
+        &path,
+        r#"[[server.listeners]]
+address = "127.0.0.1:9001"
+serve = ["ws"]
+
+[[server.listeners]]
+address = "127.0.0.1:9001"
+serve = ["ws", "admin"]
+"#,
+    )
+    .expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wsgate"))
+        .arg("check")
+        .arg("-c")
+        .arg(&path)
+        .output()
+        .expect("run wsgate check");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("server.listeners[1].serve"), "{err}");
+    assert!(err.contains("unknown variant `admin`"), "{err}");
+
+    std::fs::write(
+        &path,
+        r#"[[server.listeners]]
+address = "127.0.0.1:9001"
+serve = ["ws"]
+
+[[server.listeners]]
+address = "127.0.0.1:9001"
+serve = []
+proxy_protocol = true
+tls = { cert_file = "/nonexistent.pem" }
+"#,
+    )
+    .expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wsgate"))
+        .arg("check")
+        .arg("-c")
+        .arg(&path)
+        .output()
+        .expect("run wsgate check");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    for needle in [
+        "server.listeners[1].address",
+        "is already the address of server.listeners[0]",
+        "server.listeners[1].serve",
+        "server.listeners[1].proxy_protocol",
+        "server.listeners[1].tls.cert_file",
+        "wsgate.toml:6:",
+    ] {
+        assert!(err.contains(needle), "{needle} in:\n{err}");
+    }
+}
