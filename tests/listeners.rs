@@ -214,3 +214,124 @@ tls = { cert_file = "/nonexistent.pem" }
         assert!(err.contains(needle), "{needle} in:\n{err}");
     }
 }
+
+/// `systemd-socket-activate` (Debian's systemd package) listens, and
+/// starts the daemon with the socket (`LISTEN_FDS`, named by `--fdname`)
+/// when the first client connects: that client, which connected while no
+/// process was serving, is served by the daemon that starts.
+#[tokio::test]
+async fn a_client_that_connects_before_the_daemon_runs_is_served_through_socket_activation() {
+    use futures_util::{SinkExt, StreamExt};
+    use std::io::{BufRead, BufReader};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let activate = "systemd-socket-activate";
+    let found = std::process::Command::new(activate)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "{activate} is needed (Debian's systemd package; .ci/deps installs it)"
+    );
+    // A free port for the socket systemd-socket-activate binds.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("wsgate.toml");
+    // The listener's own address is another one: the socket is matched by
+    // its name.
+    std::fs::write(
+        &config,
+        r#"[[server.listeners]]
+name = "public"
+address = "127.0.0.1:1"
+"#,
+    )
+    .expect("write config");
+    let mut child = std::process::Command::new(activate)
+        .arg("-l")
+        .arg(addr.to_string())
+        .arg("--fdname=public")
+        .arg("-E")
+        .arg("WSGATE_LOG=info")
+        .arg(env!("CARGO_BIN_EXE_wsgate"))
+        .arg("serve")
+        .arg("-c")
+        .arg(&config)
+        .current_dir(dir.path())
+        .env_remove("XDG_RUNTIME_DIR")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn systemd-socket-activate");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stderr = child.stderr.take().expect("stderr");
+    let child = Kill(child);
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    // systemd-socket-activate says when it listens.
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + common::PATIENCE;
+    while !seen.iter().any(|l: &String| l.contains("Listening on")) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => seen.push(line),
+            Err(_) => panic!("{activate} did not listen:\n{}", seen.join("\n")),
+        }
+    }
+    assert!(
+        !seen.iter().any(|l| l.contains("listening on")),
+        "no daemon runs before the first connect"
+    );
+
+    // Connect now: the daemon starts only because of this connection.
+    let url = format!("ws://{addr}/ws/echo");
+    let (mut ws, _) = tokio::time::timeout(common::PATIENCE, tokio_tungstenite::connect_async(url))
+        .await
+        .expect("served in time")
+        .expect("upgrade");
+    ws.send(Message::text("hello")).await.expect("send");
+    let echoed = tokio::time::timeout(common::PATIENCE, ws.next())
+        .await
+        .expect("echo in time")
+        .expect("a message")
+        .expect("not an error");
+    assert_eq!(echoed, Message::text("hello"));
+
+    // The daemon served on systemd's socket, matched by name.
+    let logs = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + common::PATIENCE;
+        while !seen.iter().any(|l| l.contains("socket=systemd")) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => seen.push(line),
+                Err(_) => break,
+            }
+        }
+        seen.join("\n")
+    })
+    .await
+    .expect("join");
+    assert!(
+        logs.contains(&format!("listening on {addr} listener=public"))
+            && logs.contains("socket=systemd"),
+        "{logs}"
+    );
+    drop(child);
+}
