@@ -7,6 +7,8 @@
 //! - [`memory`]: the resident set, and the pressure state with its
 //!   low-water mark;
 //! - [`pending`]: the resizable semaphore the accept loop takes a permit of;
+//! - [`proxy_header`]: the PROXY protocol header (v1, v2) a load balancer
+//!   sends before the request, read to the byte;
 //! - [`storm_log`]: refusals logged once, then counted.
 //!
 //! [`Edge::configure`] applies a config (at start and on every reload):
@@ -17,6 +19,7 @@
 pub mod connect_rate;
 pub mod memory;
 pub mod pending;
+pub mod proxy_header;
 pub mod storm_log;
 
 use std::future::Future;
