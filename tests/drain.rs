@@ -161,7 +161,7 @@ async fn sd_notify_reports_ready_reloading_stopping_and_watchdog() {
 }
 
 #[test]
-fn the_systemd_unit_verifies() {
+fn the_systemd_units_verify() {
     let Ok(out) = std::process::Command::new("systemd-analyze")
         .arg("--version")
         .output()
@@ -206,9 +206,18 @@ fn the_systemd_unit_verifies() {
         unit.replace("/usr/local/bin/wsgate", env!("CARGO_BIN_EXE_wsgate")),
     )
     .expect("write unit");
+    // The socket unit, verified beside the service it activates.
+    let socket = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/etc/wsgate.socket"))
+        .expect("etc/wsgate.socket");
+    for key in ["FileDescriptorName=main", "Accept=no", "ListenStream="] {
+        assert!(socket.contains(key), "wsgate.socket: missing {key}");
+    }
+    let socket_path = dir.path().join("wsgate.socket");
+    std::fs::write(&socket_path, socket).expect("write socket unit");
     let out = std::process::Command::new("systemd-analyze")
         .arg("verify")
         .arg(&path)
+        .arg(&socket_path)
         .output()
         .expect("systemd-analyze");
     assert!(

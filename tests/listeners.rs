@@ -335,3 +335,173 @@ address = "127.0.0.1:1"
     );
     drop(child);
 }
+
+/// A listener behind a TCP load balancer (`proxy_protocol = true`) and an
+/// internal one to watch it from.
+fn behind_a_balancer(trusted: &str) -> String {
+    format!(
+        r#"
+[server]
+trusted_proxies = ["{trusted}"]
+
+[limits]
+max_connections_per_ip = 1
+
+[[server.listeners]]
+name = "edge"
+address = "127.0.0.1:0"
+serve = ["ws", "health"]
+proxy_protocol = true
+
+[[server.listeners]]
+name = "internal"
+address = "127.0.0.1:0"
+serve = ["metrics"]
+"#
+    )
+}
+
+/// Opens a TCP connection, sends `header`, then upgrades to `path` on it.
+async fn upgrade_after(
+    addr: SocketAddr,
+    header: &[u8],
+    path: &str,
+) -> Result<common::Ws, tokio_tungstenite::tungstenite::Error> {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(header).await.expect("write header");
+    tokio_tungstenite::client_async(
+        format!("ws://{addr}{path}"),
+        tokio_tungstenite::MaybeTlsStream::Plain(stream),
+    )
+    .await
+    .map(|(ws, _)| ws)
+}
+
+fn v2_header(source: &str, destination: &str) -> Vec<u8> {
+    let source: SocketAddr = source.parse().expect("source");
+    let destination: SocketAddr = destination.parse().expect("destination");
+    ppp::v2::Builder::with_addresses(
+        ppp::v2::Version::Two | ppp::v2::Command::Proxy,
+        ppp::v2::Protocol::Stream,
+        (source, destination),
+    )
+    .build()
+    .expect("v2 header")
+}
+
+#[tokio::test]
+async fn proxy_protocol_headers_set_the_client_address_that_the_per_ip_cap_counts() {
+    let d = Daemon::start(&behind_a_balancer("127.0.0.1")).await;
+    let edge = d.listener("edge").await;
+    let internal = d.listener("internal").await;
+
+    let v1 = format!("PROXY TCP4 203.0.113.7 127.0.0.1 40000 {}\r\n", edge.port());
+    let _first = upgrade_after(edge, v1.as_bytes(), "/ws/echo")
+        .await
+        .expect("the first connection of 203.0.113.7");
+    // The same client through a v2 header: over its cap of 1.
+    match upgrade_after(
+        edge,
+        &v2_header("203.0.113.7:40001", "192.0.2.1:443"),
+        "/ws/echo",
+    )
+    .await
+    {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status(), 429)
+        }
+        other => panic!("expected 429 for the second connection of one client: {other:?}"),
+    }
+    // Another client, over the same TCP peer (the balancer): admitted.
+    let _other = upgrade_after(
+        edge,
+        &v2_header("[2001:db8::9]:40002", "[2001:db8::1]:443"),
+        "/ws/echo",
+    )
+    .await
+    .expect("another client");
+    let list = d
+        .admin(serde_json::json!({"cmd": "list"}))
+        .await
+        .to_string();
+    assert!(
+        list.contains("203.0.113.7") && list.contains("2001:db8::9"),
+        "{list}"
+    );
+    assert!(
+        !list.contains("\"127.0.0.1\""),
+        "the balancer is not the client: {list}"
+    );
+
+    // A balancer health check (v2 LOCAL) keeps the peer's own address.
+    let local = ppp::v2::Builder::with_addresses(
+        ppp::v2::Version::Two | ppp::v2::Command::Local,
+        ppp::v2::Protocol::Unspecified,
+        ppp::v2::Addresses::Unspecified,
+    )
+    .build()
+    .expect("LOCAL header");
+    let health = {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(edge).await.expect("connect");
+        s.write_all(&local).await.expect("header");
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("request");
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.expect("read");
+        out
+    };
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+
+    // No header at all: closed before HTTP, counted.
+    let plain = http_to_closed(edge, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(
+        plain.is_empty(),
+        "no HTTP answer without the header: {plain:?}"
+    );
+    let metrics = http_to(internal, "GET", "/metrics", &[], "").await.body;
+    assert_eq!(
+        series(
+            &metrics,
+            r#"wsgate_listener_refusals_total{listener="edge",reason="proxy_header_missing"}"#
+        ),
+        1.0,
+        "{metrics}"
+    );
+}
+
+/// Writes `bytes` and reads until the server closes; returns what it sent.
+async fn http_to_closed(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(bytes).await.expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(common::PATIENCE, s.read_to_end(&mut out))
+        .await
+        .expect("closed in time");
+    out
+}
+
+#[tokio::test]
+async fn a_proxy_header_from_an_untrusted_sender_is_refused() {
+    let d = Daemon::start(&behind_a_balancer("10.0.0.0/8")).await;
+    let edge = d.listener("edge").await;
+    let internal = d.listener("internal").await;
+    let v1 = format!("PROXY TCP4 203.0.113.7 127.0.0.1 40000 {}\r\n", edge.port());
+    let mut bytes = v1.into_bytes();
+    bytes.extend_from_slice(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(http_to_closed(edge, &bytes).await.is_empty());
+    let metrics = http_to(internal, "GET", "/metrics", &[], "").await.body;
+    assert_eq!(
+        series(
+            &metrics,
+            r#"wsgate_listener_refusals_total{listener="edge",reason="proxy_untrusted"}"#
+        ),
+        1.0,
+        "{metrics}"
+    );
+    d.wait_log(&["not in trusted_proxies", "listener=\"edge\""])
+        .await;
+}

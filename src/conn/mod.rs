@@ -20,6 +20,7 @@
 pub mod session;
 pub mod task;
 pub mod timers;
+mod tls;
 pub mod wire;
 
 use std::future::Future;

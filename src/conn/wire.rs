@@ -18,6 +18,8 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use wsgate_plugin_api::Outbound;
 
+use super::tls::Tls;
+
 use crate::ws::codec::{self, Decoder, Event, Need, OpCode, ProtocolError, SmallFragments};
 
 /// Bytes read per read call when no larger frame is expected.
@@ -35,6 +37,15 @@ thread_local! {
     static READ_SPARE: std::cell::Cell<BytesMut> = std::cell::Cell::new(BytesMut::new());
 }
 
+/// Why an upgraded connection cannot be driven.
+#[derive(Debug, thiserror::Error)]
+pub enum FromUpgradedError {
+    #[error("the upgraded connection is of an unknown kind")]
+    UnknownKind,
+    #[error("TLS after the upgrade: {0}")]
+    Tls(io::Error),
+}
+
 /// How many data messages, and payload bytes, were framed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Framed {
@@ -45,6 +56,9 @@ pub struct Framed {
 /// The connection's I/O state.
 pub struct Wire {
     socket: TcpStream,
+    /// The TLS session on a `wss://` connection (boxed: a plain connection
+    /// pays one pointer for it).
+    tls: Option<Box<Tls>>,
     rbuf: BytesMut,
     wbuf: BytesMut,
     decoder: Decoder,
@@ -63,14 +77,26 @@ impl Wire {
     /// Takes the socket out of a completed HTTP upgrade, with the bytes the
     /// client sent right behind its request. `Err` gives back a connection
     /// of a kind this module cannot drive.
-    pub fn from_upgraded(upgraded: Upgraded) -> Result<Self, Upgraded> {
-        let parts = upgraded.downcast::<TokioIo<TcpStream>>()?;
-        Ok(Self::new(parts.io.into_inner(), &parts.read_buf))
+    pub fn from_upgraded(upgraded: Upgraded) -> Result<Self, FromUpgradedError> {
+        let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => return Ok(Self::new(parts.io.into_inner(), &parts.read_buf)),
+            Err(u) => u,
+        };
+        let parts = upgraded
+            .downcast::<TokioIo<tokio_rustls::server::TlsStream<TcpStream>>>()
+            .map_err(|_| FromUpgradedError::UnknownKind)?;
+        let (socket, session) = parts.io.into_inner().into_inner();
+        let mut wire = Self::new(socket, &parts.read_buf);
+        wire.tls = Some(Box::new(
+            Tls::new(session, &mut wire.rbuf).map_err(FromUpgradedError::Tls)?,
+        ));
+        Ok(wire)
     }
 
     fn new(socket: TcpStream, leftover: &Bytes) -> Self {
         Self {
             socket,
+            tls: None,
             // `leftover` is a slice of hyper's 8 KiB read buffer: copy what
             // the client sent and let go of it, or every connection keeps
             // that buffer.
@@ -95,10 +121,11 @@ impl Wire {
         self.rbuf.clear();
     }
 
-    /// Bytes waiting to be written.
+    /// Bytes waiting to be written (over TLS, records rustls holds for
+    /// the socket count as one).
     #[inline]
     pub fn pending(&self) -> usize {
-        self.wbuf.len()
+        self.wbuf.len() + self.tls.as_ref().map_or(0, |t| usize::from(t.unsent()))
     }
 
     /// Reads what the socket holds. `Ok(0)`: the peer closed;
@@ -115,7 +142,10 @@ impl Wire {
         if self.rbuf.capacity() < want {
             self.rbuf.reserve((want - self.rbuf.len()).max(READ_CHUNK));
         }
-        read_available(&self.socket, &mut self.rbuf)
+        match &mut self.tls {
+            None => read_available(&self.socket, &mut self.rbuf),
+            Some(tls) => tls.fill(&self.socket, &mut self.rbuf),
+        }
     }
 
     /// Once the read frames are handled: hold no read buffer while idle.
@@ -212,12 +242,17 @@ impl Wire {
             let mut buf = cell.borrow_mut();
             buf.clear();
             let framed = encode_messages(&mut *buf, taken);
-            let written = match self.socket.try_write(&buf) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
-                Err(e) => return Err(e),
+            let written = match &mut self.tls {
+                None => match self.socket.try_write(&buf) {
+                    Ok(n) => {
+                        self.progressed |= n > 0;
+                        n
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+                    Err(e) => return Err(e),
+                },
+                Some(tls) => tls.write(&self.socket, &buf, &mut self.progressed)?,
             };
-            self.progressed |= written > 0;
             if let Some(rest) = buf.get(written..).filter(|r| !r.is_empty()) {
                 self.wbuf.extend_from_slice(rest);
             }
@@ -233,15 +268,18 @@ impl Wire {
     /// once nothing is left (the write buffer is then freed).
     #[inline]
     pub fn flush(&mut self) -> io::Result<bool> {
-        if !self.wbuf.is_empty() {
+        if let Some(tls) = &mut self.tls {
+            let n = tls.write(&self.socket, &self.wbuf, &mut self.progressed)?;
+            let unsent = tls.unsent();
+            self.advance(n);
+            if unsent {
+                return Ok(false);
+            }
+        } else if !self.wbuf.is_empty() {
             match self.socket.try_write(&self.wbuf) {
                 Ok(n) => {
                     self.progressed |= n > 0;
-                    self.wbuf.advance(n);
-                    if self.wbuf.len() < usize::from(self.tail_pong) {
-                        // Partly written: it can no longer be replaced.
-                        self.tail_pong = 0;
-                    }
+                    self.advance(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e),
@@ -254,6 +292,15 @@ impl Wire {
             return Ok(true);
         }
         Ok(false)
+    }
+
+    /// Drops what was written from the write buffer.
+    fn advance(&mut self, n: usize) {
+        self.wbuf.advance(n);
+        if self.wbuf.len() < usize::from(self.tail_pong) {
+            // Partly written: it can no longer be replaced.
+            self.tail_pong = 0;
+        }
     }
 
     /// Ready when the socket may be read (`false`: it failed).
@@ -280,9 +327,12 @@ impl Wire {
     /// kernel does not keep its buffers for a peer that is not reading.
     pub async fn linger(&mut self, deadline: Instant) {
         use tokio::io::AsyncWriteExt;
-        if !self.wbuf.is_empty() {
+        if self.pending() > 0 {
             let _ = self.socket.set_zero_linger();
             return;
+        }
+        if let Some(tls) = &mut self.tls {
+            tls.close_notify(&self.socket);
         }
         let stream = &mut self.socket;
         let _ = stream.shutdown().await;

@@ -5,10 +5,15 @@ use std::net::IpAddr;
 
 use crate::config::schema::IpNetwork;
 
+/// Whether an address is one of the trusted proxies.
+pub fn is_trusted(ip: IpAddr, trusted: &[IpNetwork]) -> bool {
+    trusted.iter().any(|n| n.0.contains(&ip))
+}
+
 /// The client address: the TCP peer, or, when the peer is a trusted proxy,
 /// the right-most address in `X-Forwarded-For` that is not one.
 pub fn client_ip(peer: IpAddr, headers: &hyper::HeaderMap, trusted: &[IpNetwork]) -> IpAddr {
-    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.0.contains(ip));
+    let is_trusted = |ip: &IpAddr| is_trusted(*ip, trusted);
     if !is_trusted(&peer) {
         return peer;
     }

@@ -14,6 +14,7 @@ mod client_ip;
 mod http;
 mod reply;
 pub mod sockets;
+mod transport;
 mod upgrade;
 
 use std::net::SocketAddr;
@@ -106,13 +107,13 @@ fn listener_name(daemon: &Daemon, index: usize) -> Arc<str> {
 async fn connection(
     daemon: Arc<Daemon>,
     index: usize,
-    stream: TcpStream,
-    peer: SocketAddr,
+    mut stream: TcpStream,
+    mut peer: SocketAddr,
     _pending: PendingPermit,
 ) {
     let accepted = Instant::now();
     let _ = stream.set_nodelay(true);
-    let (handshake_timeout, served) = {
+    let (handshake_timeout, served, proxy_from) = {
         let settings = daemon.settings();
         let Some(l) = settings.listeners.get(index) else {
             // A reload keeps the running listeners whole, so every bound
@@ -126,8 +127,27 @@ async fn connection(
                 listener: Arc::clone(&l.name),
                 services: l.services,
             },
+            l.config
+                .proxy_protocol
+                .then(|| settings.config.server.trusted_proxies.clone()),
         )
     };
+    let deadline = accepted + handshake_timeout;
+    if let Some(trusted) = proxy_from {
+        match transport::proxied_peer(
+            &daemon,
+            &served.listener,
+            &mut stream,
+            peer,
+            &trusted,
+            deadline,
+        )
+        .await
+        {
+            Some(client) => peer = client,
+            None => return,
+        }
+    }
     let service = {
         let daemon = Arc::clone(&daemon);
         service_fn(move |req| {
@@ -144,7 +164,7 @@ async fn connection(
     // client sending one byte at a time would hold the socket forever.
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(handshake_timeout)
+        .header_read_timeout(deadline.saturating_duration_since(Instant::now()))
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     tokio::pin!(conn);

@@ -323,9 +323,12 @@ pub async fn handle(
                 return;
             }
         };
-        let Ok(wire) = Wire::from_upgraded(upgraded) else {
-            tracing::error!("upgraded connection is of an unknown kind");
-            return;
+        let wire = match Wire::from_upgraded(upgraded) {
+            Ok(wire) => wire,
+            Err(e) => {
+                tracing::error!(error = %e, "the upgraded connection cannot be served");
+                return;
+            }
         };
         // A task of its own, so that what waiting for the upgrade needed
         // (a timer, hyper's upgrade future) is not kept for the life of
