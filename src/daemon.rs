@@ -144,6 +144,16 @@ impl Daemon {
         let counts = registry.counts();
         self.metrics
             .sync_open(counts.by_route.iter().map(|(r, n, _)| (r.as_str(), *n)));
+        let settings = self.settings();
+        self.metrics
+            .sync_certificates(settings.listeners.iter().flat_map(|l| {
+                l.tls.iter().flat_map(move |t| {
+                    t.certs
+                        .certificates()
+                        .iter()
+                        .map(move |c| (&*l.name, c.name(), c.expiry_unix()))
+                })
+            }));
         self.metrics.render_as(format)
     }
 

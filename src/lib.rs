@@ -4,6 +4,8 @@
 //!
 //! - [`ws`]: the WebSocket protocol: frame codec, close codes, the 101.
 //! - [`metrics`]: the Prometheus exposition.
+//! - [`certs`]: TLS certificates loaded and checked, chosen by server name;
+//!   a listener's rustls config.
 //! - [`config`]: the TOML schema with every limit and its default, parsing
 //!   with precise errors, validation into [`config::Settings`].
 //! - [`plugins`]: the built-in authenticators and routers, by name (the
@@ -32,6 +34,7 @@
 pub const DEFAULT_CONFIG: &str = "etc/wsgate.toml";
 
 pub mod admin;
+pub mod certs;
 pub mod config;
 pub mod conn;
 pub mod control;

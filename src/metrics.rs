@@ -81,6 +81,12 @@ pub struct ListenerReasonLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerNameLabel {
+    pub listener: String,
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabel {
     pub result: &'static str,
 }
@@ -171,6 +177,10 @@ pub struct Metrics {
     /// Connections and requests a listener refused before HTTP or outside
     /// what it serves.
     pub listener_refusals: Family<ListenerReasonLabel, Counter>,
+    /// TLS handshakes that failed, by listener and reason.
+    pub tls_handshake_failures: Family<ListenerReasonLabel, Counter>,
+    /// When each served certificate expires (Unix seconds).
+    tls_certificate_expiry: Family<ListenerNameLabel, Gauge>,
     /// From a ping sent to the pong that answers it.
     pub ping_rtt: Histogram,
     /// The hub's publish call: serialising the frame once and offering it
@@ -190,6 +200,30 @@ impl Metrics {
     /// Counts a refusal by a listener.
     pub fn listener_refused(&self, listener: &str, reason: &'static str) {
         self.listener_refusals
+            .get_or_create(&ListenerReasonLabel {
+                listener: listener.to_string(),
+                reason,
+            })
+            .inc();
+    }
+
+    /// Sets the certificates in force: (listener, name, expiry in Unix
+    /// seconds); certificates no longer served disappear.
+    pub fn sync_certificates<'a>(&self, certs: impl Iterator<Item = (&'a str, &'a str, u64)>) {
+        self.tls_certificate_expiry.clear();
+        for (listener, name, expiry) in certs {
+            self.tls_certificate_expiry
+                .get_or_create(&ListenerNameLabel {
+                    listener: listener.to_string(),
+                    name: name.to_string(),
+                })
+                .set(i64::try_from(expiry).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Counts a failed TLS handshake.
+    pub fn tls_handshake_failed(&self, listener: &str, reason: &'static str) {
+        self.tls_handshake_failures
             .get_or_create(&ListenerReasonLabel {
                 listener: listener.to_string(),
                 reason,
@@ -222,6 +256,8 @@ impl Metrics {
             memory_pressure: Gauge::default(),
             pending_handshakes: Gauge::default(),
             listener_refusals: Family::default(),
+            tls_handshake_failures: Family::default(),
+            tls_certificate_expiry: Family::default(),
             ping_rtt: Histogram::new(PING_RTT_BUCKETS),
             publish_fanout: Histogram::new(PUBLISH_FANOUT_BUCKETS),
             handshake: Histogram::new(HANDSHAKE_BUCKETS),
@@ -315,6 +351,17 @@ impl Metrics {
             "listener_refusals",
             "Connections and requests a listener refused, by listener and reason",
             m.listener_refusals.clone(),
+        );
+        registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes that failed, by listener and reason",
+            m.tls_handshake_failures.clone(),
+        );
+        registry.register_with_unit(
+            "tls_certificate_expiry",
+            "When each certificate a TLS listener serves expires, in seconds since the Unix epoch",
+            Unit::Seconds,
+            m.tls_certificate_expiry.clone(),
         );
         registry.register_with_unit(
             "ping_rtt",

@@ -71,6 +71,7 @@ async fn run(
 ) -> anyhow::Result<()> {
     let server = &settings.config.server;
     let (watch_config, debounce) = (server.watch_config, server.reload_debounce);
+    let tls_files = settings.tls_files();
     let bound = sockets::bind_all(&settings, inherited)?;
     tracing::info!(target: LOG, file = %settings.file, routes = settings.routes.len(), "config loaded");
     let listening: Vec<String> = settings
@@ -82,6 +83,13 @@ async fn run(
                 "listening on {} listener={} serve={}",
                 b.local, l.name, l.services
             );
+            if let Some(tls) = &l.tls {
+                let names: Vec<&str> = tls.certs.certificates().iter().map(|c| c.name()).collect();
+                line.push_str(&format!(" tls={}", names.join(",")));
+            }
+            if l.config.proxy_protocol {
+                line.push_str(" proxy_protocol=on");
+            }
             if b.origin == Origin::Systemd {
                 line.push_str(" socket=systemd");
             }
@@ -94,7 +102,7 @@ async fn run(
     signals::forward(control.clone()).context("cannot install signal handlers")?;
     let _watcher = match (&path, watch_config) {
         (Some(p), true) => Some(
-            wsgate::watch::watch(p, debounce, control.clone())
+            wsgate::watch::watch(p, &tls_files, debounce, control.clone())
                 .with_context(|| format!("cannot watch {}", p.display()))?,
         ),
         _ => None,

@@ -2,9 +2,11 @@
 //! management replace files by rename, which a watch on the file itself
 //! would lose), wait for a burst of events to settle, then reload.
 //!
-//! Files the config only refers to (`keys_file`, `tokens_file`,
-//! `secret_file`) are read again on every reload but do not trigger one:
-//! send SIGHUP (or `wsgate ctl reload`) after changing them.
+//! The certificate and key files of the TLS listeners in force at start are
+//! watched the same way (a renewal in place reloads). Other files the
+//! config only refers to (`keys_file`, `tokens_file`, `secret_file`) are
+//! read again on every reload but do not trigger one: send SIGHUP (or
+//! `wsgate ctl reload`) after changing them.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -15,18 +17,36 @@ use tokio::sync::mpsc;
 
 use crate::control::{Control, Sender};
 
-/// Watches `file`'s directory; the watch lasts as long as the returned
-/// watcher.
-pub fn watch(file: &Path, debounce: Duration, tx: Sender) -> notify::Result<RecommendedWatcher> {
-    let file: PathBuf = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
-    let dir = file
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
-    let name = file
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
+/// Watches the directory of `file` (the config) and of each of `also`
+/// (certificate and key files, which certbot and cert-manager renew in
+/// place); a change to any of them reloads. The watch lasts as long as the
+/// returned watcher.
+pub fn watch(
+    file: &Path,
+    also: &[PathBuf],
+    debounce: Duration,
+    tx: Sender,
+) -> notify::Result<RecommendedWatcher> {
+    let absolute = |f: &Path| std::path::absolute(f).unwrap_or_else(|_| f.to_path_buf());
+    // (directory, file name) of every watched file.
+    let files: Vec<(PathBuf, std::ffi::OsString)> = std::iter::once(file)
+        .chain(also.iter().map(PathBuf::as_path))
+        .map(|f| {
+            let f = absolute(f);
+            let dir = f
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from("."));
+            (
+                dir,
+                f.file_name().map(|n| n.to_os_string()).unwrap_or_default(),
+            )
+        })
+        .collect();
+    let mut dirs: Vec<PathBuf> = files.iter().map(|(d, _)| d.clone()).collect();
+    dirs.sort();
+    dirs.dedup();
+    let names: Vec<(PathBuf, std::ffi::OsString)> = files;
     // A one-slot channel: events that arrive while one is pending coalesce.
     let (seen_tx, mut seen) = mpsc::channel::<()>(1);
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
@@ -44,15 +64,22 @@ pub fn watch(file: &Path, debounce: Duration, tx: Sender) -> notify::Result<Reco
         // a mounted ConfigMap. Anything else in the directory (a log file,
         // say) is not a reason to reload.
         let relevant = event.paths.iter().any(|p| {
-            p.file_name()
-                .is_some_and(|n| n == name.as_os_str() || n.to_string_lossy().starts_with(".."))
+            let (Some(dir), Some(n)) = (p.parent(), p.file_name()) else {
+                return false;
+            };
+            n.to_string_lossy().starts_with("..")
+                || names
+                    .iter()
+                    .any(|(d, name)| d == dir && n == name.as_os_str())
         });
         if relevant {
             let _ = seen_tx.try_send(());
         }
     })?;
-    watcher.watch(&dir, RecursiveMode::NonRecursive)?;
-    tracing::info!(dir = %dir.display(), "watching the config directory");
+    for dir in &dirs {
+        watcher.watch(dir, RecursiveMode::NonRecursive)?;
+        tracing::info!(dir = %dir.display(), "watching for changes");
+    }
     tokio::spawn(async move {
         while seen.recv().await.is_some() {
             // Wait until the directory is quiet for `debounce`.

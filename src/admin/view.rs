@@ -11,8 +11,8 @@ use std::time::{Instant, SystemTime};
 use ipnet::IpNet;
 
 use super::protocol::{
-    Changes, ConnDetail, ConnRow, Connections, Filter, LimitUse, Overage, ReloadInfo, ReloadResult,
-    Stats,
+    CertificateInfo, Changes, ConnDetail, ConnRow, Connections, Filter, LimitUse, ListenerInfo,
+    Overage, ReloadInfo, ReloadResult, Stats,
 };
 use crate::config::diff;
 use crate::daemon::Daemon;
@@ -144,6 +144,38 @@ pub fn select(daemon: &Daemon, filter: &Filter) -> Result<Vec<Arc<Conn>>, String
     Ok(conns)
 }
 
+/// The listeners and their certificates, for `stats`.
+fn listeners(settings: &crate::config::Settings) -> Vec<ListenerInfo> {
+    let now = std::time::SystemTime::now();
+    settings
+        .listeners
+        .iter()
+        .map(|l| ListenerInfo {
+            name: l.name.to_string(),
+            address: l.config.address.to_string(),
+            serve: l
+                .config
+                .serve
+                .iter()
+                .map(|s| s.name().to_string())
+                .collect(),
+            tls: l.tls.is_some(),
+            proxy_protocol: l.config.proxy_protocol,
+            certificates: l
+                .tls
+                .iter()
+                .flat_map(|t| t.certs.certificates())
+                .map(|c| CertificateInfo {
+                    names: c.names.clone(),
+                    serial: c.serial.clone(),
+                    not_after: rfc3339(c.not_after),
+                    expires_in_s: c.seconds_left(now),
+                })
+                .collect(),
+        })
+        .collect()
+}
+
 pub fn stats(daemon: &Daemon) -> Stats {
     stats_of(daemon, &daemon.registry().all())
 }
@@ -234,6 +266,7 @@ pub fn stats_of(daemon: &Daemon, conns: &[Arc<Conn>]) -> Stats {
             .map(|(k, v)| (k.to_string(), *v))
             .collect(),
         topics: daemon.hub().topic_count(),
+        listeners: listeners(&settings),
     }
 }
 

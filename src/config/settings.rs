@@ -12,8 +12,9 @@ use super::listeners::{self, Services};
 use super::load::{ConfigError, Issue, Source};
 use super::memory::{self, MemoryBounds};
 use super::schema::{
-    Config, Limits, LimitsOverride, ListenerConfig, Secret, ServerConfig, REDACTED,
+    Config, Limits, LimitsOverride, ListenerConfig, Secret, ServerConfig, TlsConfig, REDACTED,
 };
+use crate::certs::{self, ByServerName, CertError};
 use crate::plugins;
 
 /// Paths the daemon serves itself; a route may not take them.
@@ -46,6 +47,20 @@ pub struct Listener {
     pub name: Arc<str>,
     pub config: ListenerConfig,
     pub services: Services,
+    /// Its certificates, loaded and checked, and the TLS acceptor over them.
+    pub tls: Option<Arc<ListenerTls>>,
+}
+
+/// A TLS listener's certificates and acceptor.
+pub struct ListenerTls {
+    pub acceptor: tokio_rustls::TlsAcceptor,
+    pub certs: Arc<ByServerName>,
+}
+
+impl std::fmt::Debug for ListenerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListenerTls").finish_non_exhaustive()
+    }
 }
 
 /// One route, ready to serve.
@@ -103,6 +118,19 @@ impl Settings {
         self.routes.iter().find(|r| r.path == path)
     }
 
+    /// The certificate and key files of every TLS listener.
+    pub fn tls_files(&self) -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        for tls in self.listeners.iter().filter_map(|l| l.config.tls.as_ref()) {
+            out.extend(tls.cert_file.iter().chain(&tls.key_file).cloned());
+            for pair in &tls.certs {
+                out.push(pair.cert_file.clone());
+                out.push(pair.key_file.clone());
+            }
+        }
+        out
+    }
+
     /// The global limits.
     pub fn limits(&self) -> &Limits {
         &self.config.limits
@@ -156,14 +184,31 @@ impl Settings {
             warnings
                 .push("server.listen is not used: [[server.listeners]] gives the addresses".into());
         }
-        let listeners = listeners::effective(server)
-            .into_iter()
-            .map(|config| Listener {
+        let mut listeners = Vec::new();
+        for (i, config) in listeners::effective(server).into_iter().enumerate() {
+            let tls = match &config.tls {
+                None => None,
+                Some(tls) => {
+                    let at = format!("server.listeners[{i}].tls");
+                    match listener_tls(tls) {
+                        Ok(built) => {
+                            warnings.extend(expiry_warnings(&config.name, &built.certs));
+                            Some(Arc::new(built))
+                        }
+                        Err(e) => {
+                            issues.push(source.issue(&at, e.to_string()));
+                            None
+                        }
+                    }
+                }
+            };
+            listeners.push(Listener {
                 name: Arc::from(config.name.as_str()),
                 services: Services::of(&config.serve),
+                tls,
                 config,
-            })
-            .collect();
+            });
+        }
         let memory = match memory::resolve(
             server.max_memory,
             server.max_memory_low_water,
@@ -528,6 +573,63 @@ fn api_keys(config: &Config) -> Result<ApiKeys, (&'static str, String)> {
 /// A duration for logs and tables (`30s`, `1m 30s`).
 pub fn human(d: Duration) -> String {
     humantime::format_duration(d).to_string()
+}
+
+/// Loads a listener's certificates and builds its acceptor.
+fn listener_tls(tls: &TlsConfig) -> Result<ListenerTls, CertError> {
+    let pairs: Vec<(&Path, &Path)> = match (&tls.cert_file, &tls.key_file) {
+        (Some(c), Some(k)) => vec![(c.as_path(), k.as_path())],
+        _ => tls
+            .certs
+            .iter()
+            .map(|p| (p.cert_file.as_path(), p.key_file.as_path()))
+            .collect(),
+    };
+    let loaded = pairs
+        .into_iter()
+        .map(|(c, k)| certs::load(c, k))
+        .collect::<Result<Vec<_>, _>>()?;
+    // The config checks ask for at least one pair.
+    let Some(certs) = ByServerName::new(loaded) else {
+        return Err(CertError::NoCertificate {
+            path: Default::default(),
+        });
+    };
+    let certs = Arc::new(certs);
+    let config = certs::server_config(Arc::clone(&certs), &tls.min_version)?;
+    Ok(ListenerTls {
+        acceptor: tokio_rustls::TlsAcceptor::from(config),
+        certs,
+    })
+}
+
+/// A warning for each certificate that expires within
+/// [`certs::EXPIRY_WARNING`] (or has expired).
+fn expiry_warnings(listener: &str, certs: &ByServerName) -> Vec<String> {
+    let now = std::time::SystemTime::now();
+    let soon = i64::try_from(certs::EXPIRY_WARNING.as_secs()).unwrap_or(i64::MAX);
+    certs
+        .certificates()
+        .iter()
+        .filter_map(|c| {
+            let left = c.seconds_left(now);
+            let name = c.name();
+            let file = c.cert_file.display();
+            if left < 0 {
+                Some(format!(
+                    "listener `{listener}`: the certificate for {name} ({file}) expired {} days ago",
+                    -left / 86_400
+                ))
+            } else if left < soon {
+                Some(format!(
+                    "listener `{listener}`: the certificate for {name} ({file}) expires in {} days",
+                    left / 86_400
+                ))
+            } else {
+                None
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

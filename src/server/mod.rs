@@ -113,7 +113,7 @@ async fn connection(
 ) {
     let accepted = Instant::now();
     let _ = stream.set_nodelay(true);
-    let (handshake_timeout, served, proxy_from) = {
+    let (handshake_timeout, served, proxy_from, tls) = {
         let settings = daemon.settings();
         let Some(l) = settings.listeners.get(index) else {
             // A reload keeps the running listeners whole, so every bound
@@ -130,6 +130,7 @@ async fn connection(
             l.config
                 .proxy_protocol
                 .then(|| settings.config.server.trusted_proxies.clone()),
+            l.tls.as_ref().map(|t| t.acceptor.clone()),
         )
     };
     let deadline = accepted + handshake_timeout;
@@ -148,6 +149,52 @@ async fn connection(
             None => return,
         }
     }
+    match tls {
+        None => {
+            let io = TokioIo::new(stream);
+            serve_http(
+                daemon,
+                io,
+                peer,
+                accepted,
+                served,
+                deadline,
+                handshake_timeout,
+            )
+            .await
+        }
+        Some(acceptor) => {
+            let listener = Arc::clone(&served.listener);
+            let handshake =
+                transport::tls_handshake(&daemon, &listener, acceptor, stream, peer, deadline);
+            let Some(tls) = handshake.await else { return };
+            let io = TokioIo::new(tls);
+            serve_http(
+                daemon,
+                io,
+                peer,
+                accepted,
+                served,
+                deadline,
+                handshake_timeout,
+            )
+            .await
+        }
+    }
+}
+
+/// HTTP/1.1 on a connection, plain or TLS, until it upgrades or ends.
+async fn serve_http<I>(
+    daemon: Arc<Daemon>,
+    io: TokioIo<I>,
+    peer: SocketAddr,
+    accepted: Instant,
+    served: Served,
+    deadline: Instant,
+    handshake_timeout: Duration,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let service = {
         let daemon = Arc::clone(&daemon);
         service_fn(move |req| {
@@ -165,7 +212,7 @@ async fn connection(
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(deadline.saturating_duration_since(Instant::now()))
-        .serve_connection(TokioIo::new(stream), service)
+        .serve_connection(io, service)
         .with_upgrades();
     tokio::pin!(conn);
     tokio::select! {

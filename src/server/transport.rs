@@ -59,3 +59,69 @@ pub async fn proxied_peer(
         Ok(Ok(p)) => Some(p.source.unwrap_or(peer)),
     }
 }
+
+/// The first byte of a TLS connection: a handshake record.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// The `reason` label of a failed TLS handshake.
+fn tls_failure(e: &std::io::Error) -> &'static str {
+    use std::io::ErrorKind;
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        // No protocol version, cipher suite, key exchange group or
+        // signature scheme in common.
+        Some(rustls::Error::PeerIncompatible(_)) => "incompatible",
+        // The client refused the handshake (e.g. it does not trust the
+        // certificate).
+        Some(rustls::Error::AlertReceived(_)) => "client_alert",
+        Some(rustls::Error::InvalidMessage(_) | rustls::Error::PeerMisbehaved(_)) => "protocol",
+        Some(_) => "other",
+        None => match e.kind() {
+            ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset | ErrorKind::BrokenPipe => {
+                "reset"
+            }
+            _ => "io",
+        },
+    }
+}
+
+/// The TLS handshake of a connection to a TLS listener, within
+/// `deadline`; `None` when it failed (counted and logged at debug).
+pub async fn tls_handshake(
+    daemon: &Daemon,
+    listener: &str,
+    acceptor: tokio_rustls::TlsAcceptor,
+    stream: TcpStream,
+    peer: SocketAddr,
+    deadline: Instant,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    let fail = |reason: &'static str, detail: &dyn std::fmt::Display| {
+        daemon.metrics().tls_handshake_failed(listener, reason);
+        tracing::debug!(%peer, listener, reason, "TLS handshake failed: {detail}");
+        None
+    };
+    // A client speaking plain HTTP to the TLS port is told apart from a
+    // broken handshake by its first byte.
+    let mut first = [0u8; 1];
+    match tokio::time::timeout_at(deadline.into(), stream.peek(&mut first)).await {
+        Err(_) => return fail("timeout", &"nothing sent within handshake_timeout"),
+        Ok(Ok(0)) => return fail("reset", &"closed before the handshake"),
+        Ok(Err(e)) => return fail("reset", &e),
+        Ok(Ok(_)) if first[0] != TLS_HANDSHAKE_RECORD => {
+            let reason = if first[0].is_ascii_alphabetic() {
+                "plain_http"
+            } else {
+                "protocol"
+            };
+            return fail(reason, &"not a TLS handshake");
+        }
+        Ok(Ok(_)) => {}
+    }
+    match tokio::time::timeout_at(deadline.into(), acceptor.accept(stream)).await {
+        Err(_) => fail("timeout", &"not complete within handshake_timeout"),
+        Ok(Err(e)) => fail(tls_failure(&e), &e),
+        Ok(Ok(tls)) => Some(tls),
+    }
+}

@@ -144,6 +144,7 @@ mod tests {
             slow_consumer_closes: 0,
             rate_limited: BTreeMap::new(),
             topics: 0,
+            listeners: vec![],
         };
         let row = ConnRow {
             id: 4,

@@ -67,6 +67,37 @@ pub struct Stats {
     pub slow_consumer_closes: u64,
     pub rate_limited: BTreeMap<String, u64>,
     pub topics: usize,
+    /// The listeners, in config order, with their certificates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listeners: Vec<ListenerInfo>,
+}
+
+/// A listener, in `stats`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ListenerInfo {
+    pub name: String,
+    /// The configured address (`IP:port`).
+    pub address: String,
+    /// What it answers: `ws`, `health`, `metrics`, `api`.
+    pub serve: Vec<String>,
+    pub tls: bool,
+    pub proxy_protocol: bool,
+    /// The certificates it serves (TLS only), the default first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<CertificateInfo>,
+}
+
+/// A certificate a TLS listener serves, in `stats`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CertificateInfo {
+    /// The DNS names it is valid for.
+    pub names: Vec<String>,
+    /// The serial number, in hex.
+    pub serial: String,
+    /// When it expires (RFC 3339).
+    pub not_after: String,
+    /// Seconds until then (negative once expired).
+    pub expires_in_s: i64,
 }
 
 /// The last reload attempt, in `stats`.
@@ -430,6 +461,7 @@ mod tests {
             slow_consumer_closes: 0,
             rate_limited: map(&[]),
             topics: 2,
+            listeners: vec![],
         };
         documented(
             concat!(
