@@ -603,6 +603,15 @@ fn listener_tls(tls: &TlsConfig) -> Result<ListenerTls, CertError> {
     })
 }
 
+/// Whole days in `seconds`, in words.
+fn days(seconds: i64) -> String {
+    match seconds / 86_400 {
+        0 => "less than a day".to_string(),
+        1 => "1 day".to_string(),
+        n => format!("{n} days"),
+    }
+}
+
 /// A warning for each certificate that expires within
 /// [`certs::EXPIRY_WARNING`] (or has expired).
 fn expiry_warnings(listener: &str, certs: &ByServerName) -> Vec<String> {
@@ -617,13 +626,13 @@ fn expiry_warnings(listener: &str, certs: &ByServerName) -> Vec<String> {
             let file = c.cert_file.display();
             if left < 0 {
                 Some(format!(
-                    "listener `{listener}`: the certificate for {name} ({file}) expired {} days ago",
-                    -left / 86_400
+                    "listener `{listener}`: the certificate for {name} ({file}) expired {} ago",
+                    days(-left)
                 ))
             } else if left < soon {
                 Some(format!(
-                    "listener `{listener}`: the certificate for {name} ({file}) expires in {} days",
-                    left / 86_400
+                    "listener `{listener}`: the certificate for {name} ({file}) expires in {}",
+                    days(left)
                 ))
             } else {
                 None

@@ -151,6 +151,29 @@ pub fn stats_text(s: &Stats) -> String {
     kv(&mut out, "rejections", map(&s.rejections));
     kv(&mut out, "closes", map(&s.closes));
     kv(&mut out, "rate limited", map(&s.rate_limited));
+    for l in &s.listeners {
+        let mut line = format!("{} {}", l.address, l.serve.join(","));
+        if l.proxy_protocol {
+            line.push_str(" proxy_protocol");
+        }
+        if l.tls {
+            line.push_str(" tls");
+        }
+        kv(&mut out, &format!("listener {}", l.name), line);
+        for c in &l.certificates {
+            kv(
+                &mut out,
+                "  certificate",
+                format!(
+                    "{} serial {} expires {} (in {})",
+                    c.names.join(","),
+                    c.serial,
+                    c.not_after,
+                    span(c.expires_in_s.max(0) as f64)
+                ),
+            );
+        }
+    }
     out.push('\n');
     let rows: Vec<Vec<String>> = s
         .limits
