@@ -154,6 +154,18 @@ async fn serve_applies_live_and_an_address_change_waits_for_a_restart() {
     assert_eq!(recv_type(&mut ws, "message").await["topic"], "t");
 }
 
+/// Runs `wsgate check` on a file that must fail; returns its stderr.
+fn check_fails(path: &std::path::Path) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wsgate"))
+        .arg("check")
+        .arg("-c")
+        .arg(path)
+        .output()
+        .expect("run wsgate check");
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[test]
 fn check_refuses_broken_listeners_with_their_place() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -170,14 +182,7 @@ serve = ["ws", "admin"]
 "#,
     )
     .expect("write");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wsgate"))
-        .arg("check")
-        .arg("-c")
-        .arg(&path)
-        .output()
-        .expect("run wsgate check");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let err = check_fails(&path);
     assert!(err.contains("server.listeners[1].serve"), "{err}");
     assert!(err.contains("unknown variant `admin`"), "{err}");
 
@@ -195,14 +200,7 @@ tls = { cert_file = "/nonexistent.pem" }
 "#,
     )
     .expect("write");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wsgate"))
-        .arg("check")
-        .arg("-c")
-        .arg(&path)
-        .output()
-        .expect("run wsgate check");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let err = check_fails(&path);
     for needle in [
         "server.listeners[1].address",
         "is already the address of server.listeners[0]",

@@ -149,81 +149,81 @@ async fn connection(
             None => return,
         }
     }
+    let http = HttpPhase {
+        daemon,
+        peer,
+        accepted,
+        served,
+        deadline,
+        handshake_timeout,
+    };
     match tls {
-        None => {
-            let io = TokioIo::new(stream);
-            serve_http(
-                daemon,
-                io,
-                peer,
-                accepted,
-                served,
-                deadline,
-                handshake_timeout,
-            )
-            .await
-        }
+        None => http.serve(TokioIo::new(stream)).await,
         Some(acceptor) => {
-            let listener = Arc::clone(&served.listener);
+            let listener = Arc::clone(&http.served.listener);
             let handshake =
-                transport::tls_handshake(&daemon, &listener, acceptor, stream, peer, deadline);
-            let Some(tls) = handshake.await else { return };
-            let io = TokioIo::new(tls);
-            serve_http(
-                daemon,
-                io,
-                peer,
-                accepted,
-                served,
-                deadline,
-                handshake_timeout,
-            )
-            .await
+                transport::tls_handshake(&http.daemon, &listener, acceptor, stream, peer, deadline);
+            if let Some(tls) = handshake.await {
+                http.serve(TokioIo::new(tls)).await;
+            }
         }
     }
 }
 
-/// HTTP/1.1 on a connection, plain or TLS, until it upgrades or ends.
-async fn serve_http<I>(
+/// A connection's HTTP phase, on whatever transport it runs.
+struct HttpPhase {
     daemon: Arc<Daemon>,
-    io: TokioIo<I>,
     peer: SocketAddr,
     accepted: Instant,
     served: Served,
     deadline: Instant,
     handshake_timeout: Duration,
-) where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let service = {
-        let daemon = Arc::clone(&daemon);
-        service_fn(move |req| {
+}
+
+impl HttpPhase {
+    /// HTTP/1.1 on a connection, plain or TLS, until it upgrades or ends.
+    async fn serve<I>(self, io: TokioIo<I>)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let HttpPhase {
+            daemon,
+            peer,
+            accepted,
+            served,
+            deadline,
+            handshake_timeout,
+        } = self;
+        let service = {
             let daemon = Arc::clone(&daemon);
-            let served = served.clone();
-            async move {
-                Ok::<_, std::convert::Infallible>(
-                    http::handle(daemon, peer, accepted, &served, req).await,
-                )
+            service_fn(move |req| {
+                let daemon = Arc::clone(&daemon);
+                let served = served.clone();
+                async move {
+                    Ok::<_, std::convert::Infallible>(
+                        http::handle(daemon, peer, accepted, &served, req).await,
+                    )
+                }
+            })
+        };
+        // hyper only enforces the header timeout with a timer set; without it a
+        // client sending one byte at a time would hold the socket forever.
+        let conn = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(deadline.saturating_duration_since(Instant::now()))
+            .serve_connection(io, service)
+            .with_upgrades();
+        tokio::pin!(conn);
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(%peer, error = %e, "http connection ended");
+                }
             }
-        })
-    };
-    // hyper only enforces the header timeout with a timer set; without it a
-    // client sending one byte at a time would hold the socket forever.
-    let conn = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(deadline.saturating_duration_since(Instant::now()))
-        .serve_connection(io, service)
-        .with_upgrades();
-    tokio::pin!(conn);
-    tokio::select! {
-        r = conn.as_mut() => {
-            if let Err(e) = r {
-                tracing::debug!(%peer, error = %e, "http connection ended");
+            _ = daemon.stopped() => {
+                conn.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(handshake_timeout, conn).await;
             }
-        }
-        _ = daemon.stopped() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = tokio::time::timeout(handshake_timeout, conn).await;
         }
     }
 }
