@@ -30,6 +30,7 @@ use super::procmem;
 use super::progress::{self, Progress};
 use super::report::{self, round2, Summary};
 use super::target::{self, Target};
+use super::tls::Tls;
 use super::{check_count, Common};
 
 /// Most rounds.
@@ -84,6 +85,7 @@ pub struct ChurnArgs {
 #[derive(Debug)]
 pub struct Plan {
     target: Target,
+    tls: Option<Tls>,
     pid: u32,
     rounds: usize,
     cycles: usize,
@@ -99,6 +101,7 @@ impl Plan {
     pub fn new(args: ChurnArgs, common: &Common) -> anyhow::Result<Plan> {
         let target = Target::parse(&args.url, "ws")?;
         target.check_local("--url", common.allow_remote)?;
+        let tls = Tls::for_target(&target, "--url", common)?;
         check_count("--rounds", args.rounds, MAX_ROUNDS)?;
         check_count("--cycles", args.cycles, MAX_CYCLES)?;
         check_count("--concurrency", args.concurrency, super::MAX_CONCURRENCY)?;
@@ -114,6 +117,7 @@ impl Plan {
         procmem::open_fds(args.pid)?;
         Ok(Plan {
             target,
+            tls,
             pid: args.pid,
             rounds: args.rounds,
             cycles: args.cycles,
@@ -305,6 +309,7 @@ pub async fn run(plan: Plan, common: Common) -> anyhow::Result<Summary> {
         &plan.target,
         addr,
         target::source_addresses(addr, plan.sources),
+        plan.tls.clone(),
     ));
     let show = progress::visible(common.quiet);
     let fds_before = procmem::open_fds(plan.pid)?;

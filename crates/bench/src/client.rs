@@ -1,6 +1,7 @@
 //! The WebSocket client: the RFC 6455 opening handshake written by hand
-//! over a TCP socket bound to a chosen source address, then
-//! fastwebsockets for framing (it masks client frames).
+//! over a TCP socket bound to a chosen source address (for `wss://`, over a
+//! TLS session on it, see [`crate::tls`]), then fastwebsockets for framing
+//! (it masks client frames).
 //!
 //! fastwebsockets' `read_frame` is not cancel-safe: a read cut off half way
 //! loses the bytes it had taken. Each connection therefore lives in one
@@ -18,11 +19,12 @@ use anyhow::{bail, Context};
 use bytes::Bytes;
 use fastwebsockets::{FragmentCollector, Frame, OpCode, Payload, Role, WebSocket};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpSocket;
 use tokio::time::Instant;
 
-use super::stream::Prefixed;
+use super::stream::{Prefixed, Stream};
 use super::target::Target;
+use super::tls::Tls;
 
 /// Largest upgrade answer head accepted.
 const MAX_HEAD: usize = 16 * 1024;
@@ -38,16 +40,25 @@ pub struct Dialer {
     host_header: String,
     path_and_query: String,
     sources: Vec<IpAddr>,
+    /// `wss://`: the TLS handshake after the TCP connect.
+    tls: Option<Tls>,
 }
 
 impl Dialer {
     /// `sources` may be empty: the kernel then picks the source address.
-    pub fn new(target: &Target, addr: SocketAddr, sources: Vec<IpAddr>) -> Dialer {
+    /// `tls` is the target's TLS set-up ([`Tls::for_target`]).
+    pub fn new(
+        target: &Target,
+        addr: SocketAddr,
+        sources: Vec<IpAddr>,
+        tls: Option<Tls>,
+    ) -> Dialer {
         Dialer {
             addr,
             host_header: target.host_header.clone(),
             path_and_query: target.path_and_query.clone(),
             sources,
+            tls,
         }
     }
 
@@ -55,8 +66,8 @@ impl Dialer {
         &self.sources
     }
 
-    /// Opens connection number `i` (its source address is `sources[i % K]`)
-    /// and completes the upgrade.
+    /// Opens connection number `i` (its source address is `sources[i % K]`),
+    /// completes the TLS handshake for `wss://`, then the upgrade.
     pub async fn connect(&self, i: usize) -> anyhow::Result<Conn> {
         let socket = if self.addr.is_ipv4() {
             TcpSocket::new_v4()
@@ -78,13 +89,21 @@ impl Dialer {
             format!("cannot connect to {}{from}", self.addr)
         })?;
         stream.set_nodelay(true).context("TCP_NODELAY")?;
+        let stream = match &self.tls {
+            None => Stream::Plain(stream),
+            Some(tls) => {
+                Stream::Tls(Box::new(tls.connect(stream).await.with_context(|| {
+                    format!("TLS handshake with {} failed", self.addr)
+                })?))
+            }
+        };
         upgrade(stream, &self.host_header, &self.path_and_query).await
     }
 }
 
 /// Sends the upgrade request and reads the answer; anything but 101 is an
 /// error that carries the status and the start of the body.
-async fn upgrade(mut stream: TcpStream, host: &str, path: &str) -> anyhow::Result<Conn> {
+async fn upgrade(mut stream: Stream, host: &str, path: &str) -> anyhow::Result<Conn> {
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: {}\r\nSec-WebSocket-Version: 13\r\n\r\n",
@@ -92,6 +111,11 @@ async fn upgrade(mut stream: TcpStream, host: &str, path: &str) -> anyhow::Resul
     );
     stream
         .write_all(request.as_bytes())
+        .await
+        .context("cannot send the upgrade request")?;
+    // A TLS session may hold the request's last record (a no-op on TCP).
+    stream
+        .flush()
         .await
         .context("cannot send the upgrade request")?;
     let mut buf = Vec::with_capacity(512);
@@ -277,10 +301,11 @@ impl Conn {
 
     /// Ends the connection with a TCP reset and no close handshake:
     /// `SO_LINGER` 0, then the socket is dropped, so the kernel sends RST
-    /// and the server sees the connection vanish.
+    /// and the server sees the connection vanish (over TLS too: no
+    /// close_notify is sent).
     pub fn reset(self) -> anyhow::Result<()> {
         let stream = self.ws.into_inner().into_inner();
-        stream.set_zero_linger().context("SO_LINGER 0")?;
+        stream.tcp().set_zero_linger().context("SO_LINGER 0")?;
         drop(stream);
         Ok(())
     }

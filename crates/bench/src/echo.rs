@@ -22,6 +22,7 @@ use super::latency::{human, Latency};
 use super::progress::{self, Progress};
 use super::report::{self, round2, Summary};
 use super::target::{self, Target};
+use super::tls::Tls;
 use super::{check_count, check_dial, fdlimit, Common, DialArgs};
 
 /// How long one echo may take before the run is failed.
@@ -53,6 +54,7 @@ pub struct EchoArgs {
 #[derive(Debug)]
 pub struct Plan {
     target: Target,
+    tls: Option<Tls>,
     conns: usize,
     msgs: u64,
     size: usize,
@@ -65,6 +67,7 @@ impl Plan {
     pub fn new(args: EchoArgs, common: &Common) -> anyhow::Result<Plan> {
         let target = Target::parse(&args.url, "ws")?;
         target.check_local("--url", common.allow_remote)?;
+        let tls = Tls::for_target(&target, "--url", common)?;
         check_count("--conns", args.conns, super::MAX_CONNS)?;
         check_count("--msgs", args.msgs, super::MAX_ECHO_MSGS)?;
         check_count("--size", args.size, super::MAX_SIZE)?;
@@ -79,6 +82,7 @@ impl Plan {
         fdlimit::check(args.conns)?;
         Ok(Plan {
             target,
+            tls,
             conns: args.conns,
             msgs: args.msgs,
             size: args.size,
@@ -165,6 +169,7 @@ pub async fn run(plan: Plan, common: Common) -> anyhow::Result<Summary> {
         &plan.target,
         addr,
         target::source_addresses(addr, plan.sources),
+        plan.tls.clone(),
     );
     let show = progress::visible(common.quiet);
 

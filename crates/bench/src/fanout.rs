@@ -36,6 +36,7 @@ use super::publisher::Publisher;
 use super::report::{self, round2, Summary};
 use super::seen::Seen;
 use super::target::{self, Target};
+use super::tls::Tls;
 use super::{check_count, check_dial, fdlimit, Common, DialArgs};
 use subscriber::{subscribe, totals, Shared, Tally};
 
@@ -86,7 +87,9 @@ pub struct FanoutArgs {
 #[derive(Debug)]
 pub struct Plan {
     target: Target,
+    tls: Option<Tls>,
     api: Target,
+    api_tls: Option<Tls>,
     key: Option<String>,
     subs: usize,
     topic: String,
@@ -102,8 +105,10 @@ impl Plan {
         target::check_topic(&args.topic)?;
         let target = Target::parse(&args.url, "ws")?.with_topic(&args.topic);
         target.check_local("--url", common.allow_remote)?;
+        let tls = Tls::for_target(&target, "--url", common)?;
         let api = Target::parse(&args.api, "http")?;
         api.check_local("--api", common.allow_remote)?;
+        let api_tls = Tls::for_target(&api, "--api", common)?;
         check_count("--subs", args.subs, super::MAX_CONNS)?;
         check_count("--msgs", args.msgs, super::MAX_FANOUT_MSGS)?;
         let deliveries = args.subs as u64 * args.msgs;
@@ -131,7 +136,9 @@ impl Plan {
         fdlimit::check(args.subs + 1)?;
         Ok(Plan {
             target,
+            tls,
             api,
+            api_tls,
             key: args.key,
             subs: args.subs,
             topic: args.topic,
@@ -158,6 +165,7 @@ pub async fn run(plan: Plan, common: Common) -> anyhow::Result<Summary> {
         &plan.target,
         addr,
         target::source_addresses(addr, plan.sources),
+        plan.tls.clone(),
     );
 
     // 1. Subscribers.
@@ -192,7 +200,13 @@ pub async fn run(plan: Plan, common: Common) -> anyhow::Result<Summary> {
             deadline,
         )));
     }
-    let mut publisher = Publisher::connect(&plan.api, api_addr, plan.key.as_deref()).await?;
+    let mut publisher = Publisher::connect(
+        &plan.api,
+        api_addr,
+        plan.key.as_deref(),
+        plan.api_tls.clone(),
+    )
+    .await?;
 
     // 2. Warm-up.
     let warmup_start = Instant::now();

@@ -21,6 +21,7 @@ use super::procmem::{self, Sample};
 use super::progress::{self, Progress};
 use super::report::{self, round2, Summary};
 use super::target::{self, Target};
+use super::tls::Tls;
 use super::{check_count, check_dial, dial, fdlimit, Common, DialArgs};
 
 /// Between the memory reading at the end of the hold and the closes, so
@@ -55,6 +56,7 @@ pub struct IdleArgs {
 #[derive(Debug)]
 pub struct Plan {
     target: Target,
+    tls: Option<Tls>,
     conns: usize,
     pid: Option<u32>,
     hold: Duration,
@@ -66,6 +68,7 @@ impl Plan {
     pub fn new(args: IdleArgs, common: &Common) -> anyhow::Result<Plan> {
         let target = Target::parse(&args.url, "ws")?;
         target.check_local("--url", common.allow_remote)?;
+        let tls = Tls::for_target(&target, "--url", common)?;
         check_count("--conns", args.conns, super::MAX_CONNS)?;
         check_dial(&args.dial)?;
         if args.hold + READ_GAP >= common.max_time {
@@ -74,6 +77,7 @@ impl Plan {
         fdlimit::check(args.conns)?;
         Ok(Plan {
             target,
+            tls,
             conns: args.conns,
             pid: args.pid,
             hold: args.hold,
@@ -120,6 +124,7 @@ pub async fn run(plan: Plan, common: Common) -> anyhow::Result<Summary> {
         &plan.target,
         addr,
         target::source_addresses(addr, plan.sources),
+        plan.tls.clone(),
     );
     let before = plan.pid.map(procmem::read).transpose()?;
     let show = progress::visible(common.quiet);

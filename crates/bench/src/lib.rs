@@ -17,7 +17,8 @@
 //!   time window and the target's RSS over the run.
 //!
 //! The parts they share: [`target`] (URLs, the loopback-only rule, source
-//! addresses), [`fdlimit`] (the open-files budget), [`client`] (the
+//! addresses), [`tls`] (`wss://` targets: rustls, `--ca`, `--insecure`),
+//! [`fdlimit`] (the open-files budget), [`client`] (the
 //! WebSocket client on fastwebsockets), [`dial`] (opening N connections
 //! with bounded concurrency), [`latency`] (HDR histograms), [`progress`]
 //! (bars on stderr) and [`report`] (the table or the JSON object on stdout).
@@ -43,6 +44,7 @@ mod seen;
 mod soak;
 mod stream;
 mod target;
+mod tls;
 
 use std::time::Duration;
 
@@ -75,6 +77,10 @@ pub const MAX_THREADS: usize = 64;
 const LONG_HELP: &str = "\
 Targets must be on this machine (localhost, 127.0.0.0/8 or ::1) unless \
 --allow-remote is given.
+
+TLS: wss:// targets (and an https:// --api) need --ca FILE (PEM CA \
+certificates to trust) or --insecure (any certificate); there are no system \
+roots. Every handshake is a full one (no session resumption).
 
 Open files: every connection is one file descriptor, and these machines cap \
 open files at 20,000 per process. Above ~19,000 connections run several \
@@ -112,6 +118,15 @@ pub struct Common {
     /// server under test shares the machine's cores.
     #[arg(long, global = true, default_value_t = 1)]
     pub threads: usize,
+    /// For wss:// (and https://) targets: a PEM file of the CA
+    /// certificates to trust. There are no system roots: a TLS target needs
+    /// --ca or --insecure.
+    #[arg(long, global = true, value_name = "FILE", conflicts_with = "insecure")]
+    pub ca: Option<std::path::PathBuf>,
+    /// For wss:// (and https://) targets: accept any server certificate
+    /// (the handshake's signatures are still checked).
+    #[arg(long, global = true)]
+    pub insecure: bool,
 }
 
 /// How connections are opened; shared by every mode.
@@ -267,12 +282,17 @@ pub(crate) mod tests {
 
     /// Parses `wsgate bench ARGS...`.
     pub(crate) fn parse(args: &[&str]) -> Args {
-        let mut all = vec!["bench"];
-        all.extend_from_slice(args);
-        match Cli::try_parse_from(all) {
-            Ok(cli) => cli.args,
+        match try_parse(args) {
+            Ok(args) => args,
             Err(e) => panic!("{args:?}: {e}"),
         }
+    }
+
+    /// Parses `wsgate bench ARGS...`, clap's error if it refuses them.
+    pub(crate) fn try_parse(args: &[&str]) -> Result<Args, clap::Error> {
+        let mut all = vec!["bench"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all).map(|cli| cli.args)
     }
 
     /// Parses and checks, as `run` does before it connects anywhere.

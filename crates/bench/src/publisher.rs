@@ -3,7 +3,7 @@
 //! `{"delivered":N}`. The connection is opened again only when the server
 //! has closed it between two requests (wsgate closes idle keep-alive
 //! connections after its handshake_timeout), so no publish is ever sent
-//! twice.
+//! twice. An `https://` API runs over TLS (see [`crate::tls`]).
 
 use std::net::SocketAddr;
 
@@ -15,13 +15,16 @@ use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use tokio::net::TcpStream;
 
+use super::stream::Stream;
 use super::target::Target;
+use super::tls::Tls;
 
 /// A publisher connection.
 pub struct Publisher {
     target: Target,
     addr: SocketAddr,
     key: Option<String>,
+    tls: Option<Tls>,
     sender: SendRequest<Full<Bytes>>,
     connection: tokio::task::JoinHandle<()>,
 }
@@ -34,11 +37,18 @@ struct Answer {
 /// Opens an HTTP/1.1 connection; its driver runs as a task.
 async fn open(
     addr: SocketAddr,
+    tls: Option<&Tls>,
 ) -> anyhow::Result<(SendRequest<Full<Bytes>>, tokio::task::JoinHandle<()>)> {
     let stream = TcpStream::connect(addr)
         .await
         .with_context(|| format!("cannot connect to the publish API at {addr}"))?;
     stream.set_nodelay(true).context("TCP_NODELAY")?;
+    let stream = match tls {
+        None => Stream::Plain(stream),
+        Some(tls) => Stream::Tls(Box::new(tls.connect(stream).await.with_context(|| {
+            format!("TLS handshake with the publish API at {addr} failed")
+        })?)),
+    };
     let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .context("HTTP handshake with the publish API")?;
@@ -53,12 +63,14 @@ impl Publisher {
         target: &Target,
         addr: SocketAddr,
         key: Option<&str>,
+        tls: Option<Tls>,
     ) -> anyhow::Result<Publisher> {
-        let (sender, connection) = open(addr).await?;
+        let (sender, connection) = open(addr, tls.as_ref()).await?;
         Ok(Publisher {
             target: target.clone(),
             addr,
             key: key.map(str::to_string),
+            tls,
             sender,
             connection,
         })
@@ -67,7 +79,7 @@ impl Publisher {
     /// Publishes one body; returns the `delivered` count of the answer.
     pub async fn publish(&mut self, body: String) -> anyhow::Result<u64> {
         if self.sender.is_closed() {
-            let (sender, connection) = open(self.addr).await?;
+            let (sender, connection) = open(self.addr, self.tls.as_ref()).await?;
             self.connection.abort();
             (self.sender, self.connection) = (sender, connection);
         }

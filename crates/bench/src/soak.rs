@@ -43,6 +43,7 @@ use super::progress::{self, Progress};
 use super::publisher::Publisher;
 use super::report::{self, round2, Summary};
 use super::target::{self, Target};
+use super::tls::Tls;
 use super::{check_count, check_dial, fdlimit, Common, DialArgs};
 use subscriber::{Shared, Tally, NOT_STARTED};
 
@@ -109,7 +110,9 @@ pub struct SoakArgs {
 #[derive(Debug)]
 pub struct Plan {
     target: Target,
+    tls: Option<Tls>,
     api: Target,
+    api_tls: Option<Tls>,
     key: Option<String>,
     connections: usize,
     echoing: usize,
@@ -132,8 +135,10 @@ impl Plan {
         target::check_topic(&args.topic)?;
         let target = Target::parse(&args.url, "ws")?.with_topic(&args.topic);
         target.check_local("--url", common.allow_remote)?;
+        let tls = Tls::for_target(&target, "--url", common)?;
         let api = Target::parse(&args.api, "http")?;
         api.check_local("--api", common.allow_remote)?;
+        let api_tls = Tls::for_target(&api, "--api", common)?;
         check_count("--connections", args.connections, super::MAX_CONNS)?;
         if args.echoing > args.connections {
             bail!("--echoing must be at most --connections");
@@ -184,7 +189,9 @@ impl Plan {
         }
         Ok(Plan {
             target,
+            tls,
             api,
+            api_tls,
             key: args.key,
             connections: args.connections,
             echoing: args.echoing,
@@ -262,6 +269,7 @@ pub async fn run(plan: Plan, common: Common) -> anyhow::Result<Summary> {
         &plan.target,
         addr,
         target::source_addresses(addr, plan.sources),
+        plan.tls.clone(),
     );
 
     // 1. Connections.
@@ -300,7 +308,13 @@ pub async fn run(plan: Plan, common: Common) -> anyhow::Result<Summary> {
             deadline,
         )));
     }
-    let mut publisher = Publisher::connect(&plan.api, api_addr, plan.key.as_deref()).await?;
+    let mut publisher = Publisher::connect(
+        &plan.api,
+        api_addr,
+        plan.key.as_deref(),
+        plan.api_tls.clone(),
+    )
+    .await?;
 
     // 2. Warm-up.
     let warmup_start = Instant::now();

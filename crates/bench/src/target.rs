@@ -10,11 +10,14 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use anyhow::{bail, Context};
 
-/// A parsed `ws://` or `http://` URL.
+/// A parsed `ws://`, `wss://`, `http://` or `https://` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     /// The URL as given, for reports.
     pub url: String,
+    /// `wss://` or `https://`: TLS over the TCP connection (see
+    /// [`crate::tls`]).
+    pub tls: bool,
     /// The host without brackets: a name or an IP literal.
     pub host: String,
     pub port: u16,
@@ -25,18 +28,18 @@ pub struct Target {
 }
 
 impl Target {
-    /// Parses `url`, whose scheme must be `scheme` (`ws` or `http`).
+    /// Parses `url`, whose scheme must be `scheme` (`ws` or `http`) or its
+    /// TLS form (`wss` or `https`).
     pub fn parse(url: &str, scheme: &str) -> anyhow::Result<Target> {
         let uri: http::Uri = url
             .parse()
             .with_context(|| format!("`{url}` is not a URL"))?;
-        match uri.scheme_str() {
-            Some(s) if s.eq_ignore_ascii_case(scheme) => {}
-            Some(s) if s.eq_ignore_ascii_case("wss") || s.eq_ignore_ascii_case("https") => {
-                bail!("`{url}`: TLS is not supported; use {scheme}:// (wsgate serves plain HTTP)")
-            }
-            _ => bail!("`{url}` must start with {scheme}://"),
-        }
+        let secure = format!("{scheme}s");
+        let tls = match uri.scheme_str() {
+            Some(s) if s.eq_ignore_ascii_case(scheme) => false,
+            Some(s) if s.eq_ignore_ascii_case(&secure) => true,
+            _ => bail!("`{url}` must start with {scheme}:// or {secure}://"),
+        };
         let authority = uri
             .authority()
             .with_context(|| format!("`{url}` has no host"))?;
@@ -51,7 +54,7 @@ impl Target {
         if host.is_empty() {
             bail!("`{url}` has no host");
         }
-        let port = authority.port_u16().unwrap_or(80);
+        let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
         let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
         let path_and_query = if path_and_query.is_empty() {
             "/".to_string()
@@ -60,6 +63,7 @@ impl Target {
         };
         Ok(Target {
             url: url.to_string(),
+            tls,
             host_header: authority.as_str().to_string(),
             host,
             port,
@@ -188,7 +192,18 @@ mod tests {
         let t = Target::parse("ws://localhost:1", "ws").expect("parse");
         assert_eq!(t.path_and_query, "/");
         assert!(Target::parse("http://127.0.0.1/ws", "ws").is_err());
-        assert!(Target::parse("wss://127.0.0.1/ws", "ws").is_err());
+        assert!(Target::parse("https://127.0.0.1/ws", "ws").is_err());
+        assert!(Target::parse("wss://127.0.0.1/api", "http").is_err());
+        assert!(!t.tls);
+        let t = Target::parse("wss://127.0.0.1/ws", "ws").expect("wss");
+        assert!(t.tls);
+        assert_eq!((t.port, t.host_header.as_str()), (443, "127.0.0.1"));
+        let t = Target::parse("WSS://localhost:8443/ws/echo", "ws").expect("wss");
+        assert!(t.tls);
+        assert_eq!((t.host.as_str(), t.port), ("localhost", 8443));
+        let t = Target::parse("https://[::1]:9/api/publish", "http").expect("https");
+        assert!(t.tls);
+        assert_eq!((t.host.as_str(), t.port), ("::1", 9));
         assert!(Target::parse("not a url", "ws").is_err());
     }
 
