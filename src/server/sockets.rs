@@ -107,37 +107,53 @@ impl Inherited {
     }
 }
 
+/// The listen backlog of a socket bound here (tokio's own default; the
+/// kernel caps it at `net.core.somaxconn`): connects beyond the
+/// `max_pending_handshakes` the daemon is handling wait there.
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// Binds and listens on `address`, with `SO_REUSEADDR` so that a restart
+/// does not wait for the old connections' TIME_WAIT.
+fn bind(address: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// A socket systemd passed, made ready for tokio.
+fn adopt(socket: std::net::TcpListener) -> std::io::Result<tokio::net::TcpListener> {
+    socket.set_nonblocking(true)?;
+    tokio::net::TcpListener::from_std(socket)
+}
+
 /// A socket for every listener, in order: systemd's where one matches,
 /// else bound here. Passed sockets that match no listener are closed, with
 /// a warning. Runs inside the runtime.
 pub fn bind_all(settings: &Settings, mut inherited: Inherited) -> Result<Vec<Bound>, BindError> {
     let mut out = Vec::with_capacity(settings.listeners.len());
     for l in &settings.listeners {
-        let name = &l.config.name;
-        let (socket, origin) = match inherited.take(name, l.config.address) {
-            Some(s) => (s.socket, Origin::Systemd),
-            None => {
-                let socket = std::net::TcpListener::bind(l.config.address).map_err(|source| {
-                    BindError::Bind {
-                        listener: name.clone(),
-                        address: l.config.address,
-                        source,
-                    }
-                })?;
-                (socket, Origin::Bound)
-            }
-        };
-        let listener = socket
-            .set_nonblocking(true)
-            .and_then(|()| tokio::net::TcpListener::from_std(socket))
-            .map_err(|source| BindError::Socket {
-                listener: name.clone(),
-                source,
-            })?;
-        let local = listener.local_addr().map_err(|source| BindError::Socket {
+        let (name, address) = (&l.config.name, l.config.address);
+        let socket_error = |source| BindError::Socket {
             listener: name.clone(),
             source,
-        })?;
+        };
+        let (listener, origin) = match inherited.take(name, address) {
+            Some(s) => (adopt(s.socket).map_err(socket_error)?, Origin::Systemd),
+            None => {
+                let bound = bind(address).map_err(|source| BindError::Bind {
+                    listener: name.clone(),
+                    address,
+                    source,
+                })?;
+                (bound, Origin::Bound)
+            }
+        };
+        let local = listener.local_addr().map_err(socket_error)?;
         out.push(Bound {
             listener,
             local,
