@@ -39,6 +39,11 @@ use memory::{Pressure, Watch};
 use pending::{Pending, PendingPermit};
 use storm_log::{Note, StormLog};
 
+/// The storm log of per-IP table resets (after the three refusals).
+const RESET_LOG: usize = 3;
+/// The storm log of PROXY headers from untrusted senders.
+const UNTRUSTED_PROXY_LOG: usize = 4;
+
 /// Why an upgrade was refused at the door.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -104,8 +109,9 @@ pub struct Edge {
     unmeasured: AtomicBool,
     /// Wakes the sampler when the watch changed.
     rewatch: Notify,
-    /// One per [`Refusal`] kind, and one for resets of the per-IP table.
-    logs: [StormLog; 4],
+    /// One per [`Refusal`] kind, one for resets of the per-IP table, one
+    /// for PROXY headers from untrusted senders.
+    logs: [StormLog; 5],
 }
 
 impl Edge {
@@ -197,6 +203,23 @@ impl Edge {
         note == Note::Log
     }
 
+    /// Whether a PROXY header from a sender not in `trusted_proxies` is to
+    /// be logged in full (the first of a storm; a misconfigured balancer
+    /// sends one with every connection).
+    pub fn log_untrusted_proxy(&self, ip: IpAddr) -> bool {
+        let summary = |n: u64, last_ip: Option<IpAddr>, every: Duration| {
+            let last_ip = last_ip.map(|ip| ip.to_string()).unwrap_or_default();
+            tracing::info!(
+                refused = n,
+                last_ip,
+                "connections refused: {n} more PROXY headers from addresses not in \
+                 trusted_proxies in the last {}",
+                crate::config::settings::human(every)
+            );
+        };
+        self.logs[UNTRUSTED_PROXY_LOG].note(ip, self.log_interval(), summary) == Note::Log
+    }
+
     fn note_reset(&self, ip: IpAddr, forgotten: usize) {
         let summary = |n: u64, _: Option<IpAddr>, every: Duration| {
             tracing::warn!(
@@ -205,7 +228,7 @@ impl Edge {
                 crate::config::settings::human(every)
             );
         };
-        if self.logs[3].note(ip, self.log_interval(), summary) == Note::Log {
+        if self.logs[RESET_LOG].note(ip, self.log_interval(), summary) == Note::Log {
             tracing::warn!(
                 forgotten,
                 "the per-IP connect table is full of live buckets (connect_tracked_ips): every \

@@ -4,7 +4,8 @@
 //! connection that fails either is closed before any HTTP, counted in
 //! `wsgate_listener_refusals_total` (PROXY) or
 //! `wsgate_tls_handshake_failures_total` (TLS) and logged at debug (an
-//! untrusted PROXY sender at info: that is a configuration matter).
+//! untrusted PROXY sender at info, once per storm with the rest summed up
+//! every `refusal_log_interval`: that is a configuration matter).
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -42,7 +43,9 @@ pub async fn proxied_peer(
     let refuse = |reason: &'static str| daemon.metrics().listener_refused(listener, reason);
     if !client_ip::is_trusted(peer.ip(), trusted) {
         refuse("proxy_untrusted");
-        tracing::info!(%peer, listener, "PROXY header from an address not in trusted_proxies; connection closed");
+        if daemon.edge().log_untrusted_proxy(peer.ip()) {
+            tracing::info!(%peer, listener, "PROXY header from an address not in trusted_proxies; connection closed");
+        }
         return None;
     }
     match tokio::time::timeout_at(deadline.into(), proxy_header::read(stream)).await {
