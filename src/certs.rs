@@ -421,6 +421,9 @@ pub fn server_config(
         .with_no_client_auth()
         .with_cert_resolver(certs);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // After the upgrade, a TLS 1.3 connection's records are framed by the
+    // connection's own I/O with the session's keys (conn::records).
+    config.enable_secret_extraction = true;
     Ok(Arc::new(config))
 }
 

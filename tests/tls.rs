@@ -446,3 +446,67 @@ fn days_from_now(days: i64) -> (i32, u8, u8) {
     let y = yoe + era * 400 + i64::from(m <= 2);
     (y as i32, m as u8, d as u8)
 }
+
+/// A client config limited to TLS 1.2.
+fn tls12_client(ca: &Ca) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.cert.der().clone()).expect("CA root");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .expect("TLS 1.2")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+#[tokio::test]
+async fn tls_1_2_and_1_3_clients_exchange_messages_larger_than_a_record() {
+    let ca = Ca::new();
+    let certs = tempfile::tempdir().expect("tempdir");
+    ca.issue(certs.path(), "site", &["localhost"], 5);
+    let d = Daemon::start(&config(certs.path(), &one_cert(certs.path(), "site"))).await;
+    let public = d.listener("public").await;
+    // Three records' worth each way, and small ones between.
+    let big = "x".repeat(3 * 16_384 + 100);
+    let clients = [
+        (ca.client(), rustls::ProtocolVersion::TLSv1_3),
+        (tls12_client(&ca), rustls::ProtocolVersion::TLSv1_2),
+    ];
+    for (client, version) in clients {
+        let (mut ws, _) = wss(client, public, "localhost", "/ws/echo").await;
+        assert_eq!(ws.get_ref().get_ref().1.protocol_version(), Some(version));
+        echo(&mut ws, "small").await;
+        echo(&mut ws, &big).await;
+        echo(&mut ws, "after").await;
+        ws.close(None).await.expect("close");
+    }
+}
+
+#[tokio::test]
+async fn a_client_key_update_ends_the_connection() {
+    let ca = Ca::new();
+    let certs = tempfile::tempdir().expect("tempdir");
+    ca.issue(certs.path(), "site", &["localhost"], 6);
+    let d = Daemon::start(&config(certs.path(), &one_cert(certs.path(), "site"))).await;
+    let public = d.listener("public").await;
+    let internal = d.listener("internal").await;
+    let (mut ws, _) = wss(ca.client(), public, "localhost", "/ws/echo").await;
+    echo(&mut ws, "before").await;
+    ws.get_mut()
+        .get_mut()
+        .1
+        .refresh_traffic_keys()
+        .expect("key update");
+    let _ = ws.send(Message::text("after the key update")).await;
+    let next = tokio::time::timeout(PATIENCE, ws.next())
+        .await
+        .expect("an end in time");
+    assert!(
+        !matches!(next, Some(Ok(Message::Text(_)))),
+        "no echo after a key update: {next:?}"
+    );
+    // Ended as a lost connection (no close frame can follow a broken
+    // record stream).
+    wait_series(internal, r#"wsgate_closes_total{code="1006"}"#, 1.0).await;
+}

@@ -17,6 +17,7 @@
 //! connection at its next event (message size, rate, timers, queue bound,
 //! subscription cap), and its router handler is rebound to the new router.
 
+mod records;
 pub mod session;
 pub mod task;
 pub mod timers;

@@ -1,13 +1,20 @@
-//! TLS on an upgraded connection: the rustls session that served the
-//! handshake and the HTTP upgrade, driven on the raw socket with the same
+//! TLS on an upgraded connection, driven on the raw socket with the same
 //! non-blocking reads and writes as plain TCP, so the connection loop keeps
 //! waiting on socket readiness alone.
 //!
-//! Plaintext is taken out of rustls as soon as it is decrypted, and the
-//! records rustls makes are handed to the socket at once; rustls holds at
-//! most [`SEND_LIMIT`] bytes of records the socket did not take (what the
-//! connection has beyond that waits, as plaintext, in its own write
-//! buffer, and counts towards its backpressure like plain output).
+//! A TLS 1.3 connection hands the session's keys to the record layer
+//! ([`super::records`]) right after the 101: ciphertext is read into the
+//! thread's lent buffer and decrypted there, records are sealed in the
+//! thread's scratch buffer, and the connection keeps a buffer only for a
+//! record that arrived in part or for records the socket did not take. An
+//! idle connection holds its two keys and nothing else.
+//!
+//! A TLS 1.2 connection goes on with the rustls session that served the
+//! handshake: plaintext is taken out as soon as it is decrypted, the
+//! records rustls makes are handed to the socket at once, and rustls holds
+//! at most [`SEND_LIMIT`] bytes of records the socket did not take (what
+//! the connection has beyond that waits, as plaintext, in its own write
+//! buffer and counts towards its backpressure like plain output).
 
 use std::io::{self, Read, Write};
 
@@ -15,13 +22,43 @@ use bytes::BytesMut;
 use rustls::ServerConnection;
 use tokio::net::TcpStream;
 
+use super::records::{self, Records};
+
 /// The most encrypted bytes rustls buffers for the socket.
 pub const SEND_LIMIT: usize = 32 * 1024;
 
-/// A TLS session over a connection's socket.
-pub struct Tls {
+/// A TLS connection's records after the upgrade: rustls's session, or,
+/// for TLS 1.3, this daemon's record layer with the session's keys, which
+/// holds no buffer while the connection is idle.
+pub enum Tls {
+    Session(Session),
+    Records(RecordIo),
+}
+
+/// rustls's session, driven on the socket.
+pub struct Session {
     conn: ServerConnection,
 }
+
+/// The record layer ([`Records`]) on the socket.
+pub struct RecordIo {
+    records: Records,
+    /// The start of a record that arrived in part (unallocated otherwise).
+    partial: BytesMut,
+    /// Records the socket did not take (unallocated when none).
+    out: BytesMut,
+}
+
+thread_local! {
+    /// Ciphertext read from a socket, lent to whichever connection of this
+    /// thread reads next.
+    static RAW_SPARE: std::cell::Cell<BytesMut> = std::cell::Cell::new(BytesMut::new());
+    /// Where records are sealed before a write.
+    static SEALED: std::cell::RefCell<BytesMut> = std::cell::RefCell::new(BytesMut::new());
+}
+
+/// Room for one whole record in a read.
+const READ_ROOM: usize = records::HEADER + records::MAX_CIPHERTEXT;
 
 /// The socket as `Read`/`Write` for rustls: never blocks (`WouldBlock`
 /// clears the socket's readiness, as tokio's own reads do).
@@ -53,15 +90,170 @@ fn invalid(e: rustls::Error) -> io::Error {
 
 impl Tls {
     /// Takes over a session after the upgrade; plaintext it already holds
-    /// (sent by the client right behind its request) is appended to
-    /// `input`.
+    /// is appended to `input`. A TLS 1.3 session whose records are all
+    /// written hands its keys to the record layer.
     pub fn new(mut conn: ServerConnection, input: &mut BytesMut) -> io::Result<Self> {
         conn.set_buffer_limit(Some(SEND_LIMIT));
-        let mut tls = Tls { conn };
-        tls.take_plaintext(input)?;
-        Ok(tls)
+        let mut session = Session { conn };
+        let closed = session.take_plaintext(input)? == Some(0);
+        let tls13 = session.conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3);
+        if closed || !tls13 || session.conn.wants_write() {
+            return Ok(Tls::Session(session));
+        }
+        let secrets = session.conn.dangerous_extract_secrets().map_err(invalid)?;
+        let records = Records::new(secrets).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::Unsupported,
+                "TLS cipher suite without a record layer",
+            )
+        })?;
+        Ok(Tls::Records(RecordIo {
+            records,
+            partial: BytesMut::new(),
+            out: BytesMut::new(),
+        }))
     }
 
+    /// Reads from the socket until plaintext is decrypted, and appends it
+    /// to `buf`. `Ok(0)`: the client closed; `Err(WouldBlock)`: nothing
+    /// more for now.
+    pub fn fill(&mut self, socket: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+        match self {
+            Tls::Session(s) => s.fill(socket, buf),
+            Tls::Records(r) => r.fill(socket, buf),
+        }
+    }
+
+    /// Encrypts from `data` and writes to the socket, as far as it takes
+    /// it; returns how much of `data` was taken.
+    pub fn write(
+        &mut self,
+        socket: &TcpStream,
+        data: &[u8],
+        progressed: &mut bool,
+    ) -> io::Result<usize> {
+        match self {
+            Tls::Session(s) => s.write(socket, data, progressed),
+            Tls::Records(r) => r.write(socket, data, progressed),
+        }
+    }
+
+    /// Whether records wait for the socket.
+    pub fn unsent(&self) -> bool {
+        match self {
+            Tls::Session(s) => s.conn.wants_write(),
+            Tls::Records(r) => !r.out.is_empty(),
+        }
+    }
+
+    /// Sends the close_notify alert, as far as the socket takes it.
+    pub fn close_notify(&mut self, socket: &TcpStream) {
+        match self {
+            Tls::Session(s) => {
+                s.conn.send_close_notify();
+                let _ = s.push(socket, &mut false);
+            }
+            Tls::Records(r) => {
+                if r.records.seal_close_notify(&mut r.out).is_ok() {
+                    let _ = r.push(socket, &mut false);
+                }
+            }
+        }
+    }
+}
+
+impl RecordIo {
+    fn fill(&mut self, socket: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+        if self.records.peer_closed() {
+            return Ok(0);
+        }
+        let mut raw = if self.partial.is_empty() {
+            RAW_SPARE.take()
+        } else {
+            std::mem::take(&mut self.partial)
+        };
+        raw.reserve(READ_ROOM);
+        let result = match socket.try_read_buf(&mut raw) {
+            Ok(0) => Ok(0),
+            Ok(_) => {
+                let (taken, added) = self.records.open(&mut raw[..], buf)?;
+                if taken < raw.len() {
+                    self.partial = BytesMut::from(&raw[taken..]);
+                }
+                if added > 0 {
+                    Ok(added)
+                } else if self.records.peer_closed() {
+                    Ok(0)
+                } else {
+                    Err(io::ErrorKind::WouldBlock.into())
+                }
+            }
+            Err(e) => {
+                if !raw.is_empty() {
+                    self.partial = BytesMut::from(&raw[..]);
+                }
+                Err(e)
+            }
+        };
+        raw.clear();
+        if raw.capacity() <= 2 * READ_ROOM {
+            RAW_SPARE.set(raw);
+        }
+        result
+    }
+
+    fn write(
+        &mut self,
+        socket: &TcpStream,
+        data: &[u8],
+        progressed: &mut bool,
+    ) -> io::Result<usize> {
+        let mut taken = 0;
+        loop {
+            self.push(socket, progressed)?;
+            if !self.out.is_empty() || taken == data.len() {
+                return Ok(taken);
+            }
+            let chunk = &data[taken..data.len().min(taken + SEND_LIMIT)];
+            SEALED.with(|cell| -> io::Result<()> {
+                let mut sealed = cell.borrow_mut();
+                sealed.clear();
+                self.records.seal(chunk, &mut sealed)?;
+                let n = match socket.try_write(&sealed) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+                    Err(e) => return Err(e),
+                };
+                *progressed |= n > 0;
+                if n < sealed.len() {
+                    self.out.extend_from_slice(&sealed[n..]);
+                }
+                Ok(())
+            })?;
+            taken += chunk.len();
+        }
+    }
+
+    /// Writes the records the socket did not take before.
+    fn push(&mut self, socket: &TcpStream, progressed: &mut bool) -> io::Result<()> {
+        while !self.out.is_empty() {
+            match socket.try_write(&self.out) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    *progressed = true;
+                    bytes::Buf::advance(&mut self.out, n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        // Hold no buffer while idle.
+        self.out = BytesMut::new();
+        Ok(())
+    }
+}
+
+impl Session {
     /// Moves decrypted plaintext into `buf`: `Some(n)` with n > 0, or
     /// `Some(0)` once the client has sent its close_notify, `None` when
     /// there is none yet.
@@ -80,7 +272,7 @@ impl Tls {
     /// Reads records from the socket until plaintext is decrypted, and
     /// appends it to `buf`. `Ok(0)`: the client closed; `Err(WouldBlock)`:
     /// the socket holds nothing more (a partial record is kept by rustls).
-    pub fn fill(&mut self, socket: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+    fn fill(&mut self, socket: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
         loop {
             if let Some(n) = self.take_plaintext(buf)? {
                 return Ok(n);
@@ -94,7 +286,7 @@ impl Tls {
     /// Encrypts from `data` and writes records to the socket, as far as
     /// the socket takes them; returns how much of `data` was taken.
     /// `progressed` is set when bytes went into the socket.
-    pub fn write(
+    fn write(
         &mut self,
         socket: &TcpStream,
         data: &[u8],
@@ -125,16 +317,5 @@ impl Tls {
             }
         }
         Ok(())
-    }
-
-    /// Whether records wait for the socket.
-    pub fn unsent(&self) -> bool {
-        self.conn.wants_write()
-    }
-
-    /// Sends the close_notify alert, as far as the socket takes it.
-    pub fn close_notify(&mut self, socket: &TcpStream) {
-        self.conn.send_close_notify();
-        let _ = self.push(socket, &mut false);
     }
 }
