@@ -370,6 +370,11 @@ impl ByServerName {
         self.sni_fallbacks.load(Ordering::Relaxed)
     }
 
+    /// Whether a certificate covers this server name.
+    pub fn covers(&self, server_name: &str) -> bool {
+        self.covering(server_name).is_some()
+    }
+
     /// The best certificate for a server name: exact before wildcard, then
     /// in order.
     fn covering(&self, server_name: &str) -> Option<&Certificate> {

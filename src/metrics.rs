@@ -81,6 +81,11 @@ pub struct ListenerReasonLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabel {
+    pub listener: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ListenerNameLabel {
     pub listener: String,
     pub name: String,
@@ -179,6 +184,9 @@ pub struct Metrics {
     pub listener_refusals: Family<ListenerReasonLabel, Counter>,
     /// TLS handshakes that failed, by listener and reason.
     pub tls_handshake_failures: Family<ListenerReasonLabel, Counter>,
+    /// TLS handshakes whose server name no certificate covered (they got
+    /// the listener's first certificate).
+    tls_sni_fallbacks: Family<ListenerLabel, Counter>,
     /// When each served certificate expires (Unix seconds).
     tls_certificate_expiry: Family<ListenerNameLabel, Gauge>,
     /// From a ping sent to the pong that answers it.
@@ -221,6 +229,15 @@ impl Metrics {
         }
     }
 
+    /// Counts a handshake whose server name no certificate covered.
+    pub fn tls_sni_fallback(&self, listener: &str) {
+        self.tls_sni_fallbacks
+            .get_or_create(&ListenerLabel {
+                listener: listener.to_string(),
+            })
+            .inc();
+    }
+
     /// Counts a failed TLS handshake.
     pub fn tls_handshake_failed(&self, listener: &str, reason: &'static str) {
         self.tls_handshake_failures
@@ -258,6 +275,7 @@ impl Metrics {
             listener_refusals: Family::default(),
             tls_handshake_failures: Family::default(),
             tls_certificate_expiry: Family::default(),
+            tls_sni_fallbacks: Family::default(),
             ping_rtt: Histogram::new(PING_RTT_BUCKETS),
             publish_fanout: Histogram::new(PUBLISH_FANOUT_BUCKETS),
             handshake: Histogram::new(HANDSHAKE_BUCKETS),
@@ -356,6 +374,11 @@ impl Metrics {
             "tls_handshake_failures",
             "TLS handshakes that failed, by listener and reason",
             m.tls_handshake_failures.clone(),
+        );
+        registry.register(
+            "tls_sni_fallbacks",
+            "TLS handshakes whose server name no certificate covered (served the listener's first)",
+            m.tls_sni_fallbacks.clone(),
         );
         registry.register_with_unit(
             "tls_certificate_expiry",

@@ -130,7 +130,7 @@ async fn connection(
             l.config
                 .proxy_protocol
                 .then(|| settings.config.server.trusted_proxies.clone()),
-            l.tls.as_ref().map(|t| t.acceptor.clone()),
+            l.tls.clone(),
         )
     };
     let deadline = accepted + handshake_timeout;
@@ -159,10 +159,10 @@ async fn connection(
     };
     match tls {
         None => http.serve(TokioIo::new(stream)).await,
-        Some(acceptor) => {
+        Some(tls) => {
             let listener = Arc::clone(&http.served.listener);
             let handshake =
-                transport::tls_handshake(&http.daemon, &listener, acceptor, stream, peer, deadline);
+                transport::tls_handshake(&http.daemon, &listener, &tls, stream, peer, deadline);
             if let Some(tls) = handshake.await {
                 http.serve(TokioIo::new(tls)).await;
             }

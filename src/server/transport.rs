@@ -14,6 +14,7 @@ use tokio::net::TcpStream;
 
 use super::client_ip;
 use crate::config::schema::IpNetwork;
+use crate::config::settings::ListenerTls;
 use crate::daemon::Daemon;
 use crate::edge::proxy_header::{self, ProxyHeaderError};
 
@@ -95,7 +96,7 @@ fn tls_failure(e: &std::io::Error) -> &'static str {
 pub async fn tls_handshake(
     daemon: &Daemon,
     listener: &str,
-    acceptor: tokio_rustls::TlsAcceptor,
+    tls: &ListenerTls,
     stream: TcpStream,
     peer: SocketAddr,
     deadline: Instant,
@@ -122,9 +123,16 @@ pub async fn tls_handshake(
         }
         Ok(Ok(_)) => {}
     }
-    match tokio::time::timeout_at(deadline.into(), acceptor.accept(stream)).await {
+    let accept = tls.acceptor.accept(stream);
+    match tokio::time::timeout_at(deadline.into(), accept).await {
         Err(_) => fail("timeout", &"not complete within handshake_timeout"),
         Ok(Err(e)) => fail(tls_failure(&e), &e),
-        Ok(Ok(tls)) => Some(tls),
+        Ok(Ok(stream)) => {
+            let asked = stream.get_ref().1.server_name();
+            if asked.is_some_and(|name| !tls.certs.covers(name)) {
+                daemon.metrics().tls_sni_fallback(listener);
+            }
+            Some(stream)
+        }
     }
 }
