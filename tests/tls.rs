@@ -87,6 +87,34 @@ fn replace(path: &Path, text: &str) {
     std::fs::rename(&tmp, path).expect("rename");
 }
 
+/// A daemon with a TLS listener serving a certificate for `localhost`
+/// (`<certs>/site.crt`, `site.key`) made by a CA of its own.
+struct Site {
+    ca: Ca,
+    certs: tempfile::TempDir,
+    daemon: Daemon,
+    public: SocketAddr,
+    internal: SocketAddr,
+}
+
+impl Site {
+    async fn start(serial: u64) -> Site {
+        let ca = Ca::new();
+        let certs = tempfile::tempdir().expect("tempdir");
+        ca.issue(certs.path(), "site", &["localhost"], serial);
+        let daemon = Daemon::start(&config(certs.path(), &one_cert(certs.path(), "site"))).await;
+        let public = daemon.listener("public").await;
+        let internal = daemon.listener("internal").await;
+        Site {
+            ca,
+            certs,
+            daemon,
+            public,
+            internal,
+        }
+    }
+}
+
 /// One TLS listener for everything but the API and metrics, and a plain
 /// internal one for those.
 fn config(dir: &Path, tls: &str) -> String {
@@ -206,12 +234,13 @@ async fn wait_series(internal: SocketAddr, name: &str, want: f64) {
 
 #[tokio::test]
 async fn wss_echo_and_pubsub_work_and_a_renewed_certificate_serves_new_handshakes() {
-    let ca = Ca::new();
-    let certs = tempfile::tempdir().expect("tempdir");
-    ca.issue(certs.path(), "site", &["localhost"], 1001);
-    let d = Daemon::start(&config(certs.path(), &one_cert(certs.path(), "site"))).await;
-    let public = d.listener("public").await;
-    let internal = d.listener("internal").await;
+    let Site {
+        ca,
+        certs,
+        daemon: d,
+        public,
+        internal,
+    } = Site::start(1001).await;
     let client = ca.client();
 
     let (mut old, shown) = wss(client.clone(), public, "localhost", "/ws/echo").await;
@@ -387,12 +416,13 @@ fn accept_any() -> Arc<rustls::ClientConfig> {
 
 #[tokio::test]
 async fn plain_http_on_the_tls_port_and_a_stalled_handshake_are_closed_and_counted() {
-    let ca = Ca::new();
-    let certs = tempfile::tempdir().expect("tempdir");
-    ca.issue(certs.path(), "site", &["localhost"], 7);
-    let d = Daemon::start(&config(certs.path(), &one_cert(certs.path(), "site"))).await;
-    let public = d.listener("public").await;
-    let internal = d.listener("internal").await;
+    let Site {
+        ca: _ca,
+        certs: _certs,
+        daemon: d,
+        public,
+        internal,
+    } = Site::start(7).await;
 
     let mut plain = TcpStream::connect(public).await.expect("connect");
     plain
@@ -525,11 +555,13 @@ fn tls12_client(ca: &Ca) -> Arc<rustls::ClientConfig> {
 
 #[tokio::test]
 async fn tls_1_2_and_1_3_clients_exchange_messages_larger_than_a_record() {
-    let ca = Ca::new();
-    let certs = tempfile::tempdir().expect("tempdir");
-    ca.issue(certs.path(), "site", &["localhost"], 5);
-    let d = Daemon::start(&config(certs.path(), &one_cert(certs.path(), "site"))).await;
-    let public = d.listener("public").await;
+    let Site {
+        ca,
+        certs: _certs,
+        daemon: _d,
+        public,
+        internal: _internal,
+    } = Site::start(5).await;
     // Three records' worth each way, and small ones between.
     let big = "x".repeat(3 * 16_384 + 100);
     let clients = [
@@ -548,12 +580,13 @@ async fn tls_1_2_and_1_3_clients_exchange_messages_larger_than_a_record() {
 
 #[tokio::test]
 async fn a_client_key_update_ends_the_connection() {
-    let ca = Ca::new();
-    let certs = tempfile::tempdir().expect("tempdir");
-    ca.issue(certs.path(), "site", &["localhost"], 6);
-    let d = Daemon::start(&config(certs.path(), &one_cert(certs.path(), "site"))).await;
-    let public = d.listener("public").await;
-    let internal = d.listener("internal").await;
+    let Site {
+        ca,
+        certs: _certs,
+        daemon: _d,
+        public,
+        internal,
+    } = Site::start(6).await;
     let (mut ws, _) = wss(ca.client(), public, "localhost", "/ws/echo").await;
     echo(&mut ws, "before").await;
     ws.get_mut()
