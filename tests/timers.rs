@@ -72,12 +72,13 @@ async fn idle_timeout_closes_a_silent_client_with_4003_but_not_an_active_one() {
     d.wait_metric("wsgate_closes_total{code=\"4003\"}", 1.0)
         .await;
 
-    // Still open and still served, after 1200 ms of activity.
+    // Still open and still served, after 1200 ms of activity. Its timer
+    // counts from this message, which the daemon gets after `last`.
+    let last = Instant::now();
     echo(&mut active, "still here").await;
     assert_eq!(d.metric("wsgate_closes_total{code=\"4003\"}").await, 1.0);
 
-    // Its timer counts from its last message: silence now closes it too.
-    let last = Instant::now();
+    // Silence now closes it too.
     let (code, _) = expect_close_and_reply(&mut active).await;
     assert_eq!(code, 4003);
     assert!(last.elapsed() >= IDLE);

@@ -28,7 +28,6 @@ const TAG: usize = 16;
 
 const APPLICATION_DATA: u8 = 23;
 const ALERT: u8 = 21;
-const CHANGE_CIPHER_SPEC: u8 = 20;
 const LEGACY_VERSION: [u8; 2] = [3, 3];
 const CLOSE_NOTIFY: u8 = 0;
 const WARNING: u8 = 1;
@@ -123,12 +122,10 @@ impl Records {
             }
             let (head, rest) = raw[at..end].split_at_mut(HEADER);
             at = end;
-            match typ {
-                // Middlebox-compatible clients may send one; it carries
-                // nothing.
-                CHANGE_CIPHER_SPEC if len == 1 => continue,
-                APPLICATION_DATA if len > TAG => {}
-                _ => return Err(invalid("unexpected TLS record")),
+            // (A change_cipher_spec record after the handshake is
+            // unexpected too: RFC 8446 section 5.)
+            if typ != APPLICATION_DATA || len <= TAG {
+                return Err(invalid("unexpected TLS record"));
             }
             let nonce = self.rx.nonce()?;
             let plain = self
@@ -146,7 +143,9 @@ impl Records {
                     out.extend_from_slice(content);
                     added += content.len();
                 }
-                ALERT if content == [WARNING, CLOSE_NOTIFY] => self.closed = true,
+                // close_notify, whatever level it names (TLS 1.3 ignores
+                // the level).
+                ALERT if content.len() == 2 && content[1] == CLOSE_NOTIFY => self.closed = true,
                 ALERT => return Err(invalid("TLS alert from the client")),
                 APPLICATION_DATA => return Err(invalid("TLS record over the fragment limit")),
                 _ => return Err(invalid("TLS handshake message after the upgrade")),
