@@ -4,8 +4,8 @@
 //!
 //! A listener's certificate for a server name (SNI) is the first whose
 //! names hold it exactly, else the first whose wildcard covers it, else
-//! the listener's first certificate; a handshake that sent a name no
-//! certificate covers is counted ([`ByServerName::sni_fallbacks`]).
+//! the listener's first certificate ([`ByServerName::covers`] tells the
+//! last case, which the listener counts).
 //!
 //! Certificates are loaded with the rest of the config, so a reload reads
 //! them again and a bad pair refuses the whole reload with its reason,
@@ -15,7 +15,6 @@
 //! session they made.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -339,35 +338,23 @@ fn name_match(pattern: &str, server_name: &str) -> Option<Match> {
 #[derive(Debug)]
 pub struct ByServerName {
     certs: Vec<Certificate>,
-    /// Handshakes that sent a server name no certificate covers.
-    sni_fallbacks: AtomicU64,
 }
 
 impl ByServerName {
     /// `None` for an empty list.
     pub fn new(certs: Vec<Certificate>) -> Option<Self> {
-        (!certs.is_empty()).then_some(ByServerName {
-            certs,
-            sni_fallbacks: AtomicU64::new(0),
-        })
+        (!certs.is_empty()).then_some(ByServerName { certs })
     }
 
     pub fn certificates(&self) -> &[Certificate] {
         &self.certs
     }
 
-    /// The certificate for a server name (`None`: no SNI). Not counted.
+    /// The certificate for a server name (`None`: no SNI).
     pub fn choose(&self, server_name: Option<&str>) -> &Certificate {
         server_name
             .and_then(|n| self.covering(n))
             .unwrap_or_else(|| self.default_cert())
-    }
-
-    /// The handshakes so far whose server name no certificate covers (and
-    /// so got the first). Handshakes without a server name are not
-    /// counted. A reload makes a new set, counting from zero.
-    pub fn sni_fallbacks(&self) -> u64 {
-        self.sni_fallbacks.load(Ordering::Relaxed)
     }
 
     /// Whether a certificate covers this server name.
@@ -397,14 +384,7 @@ impl ByServerName {
 
 impl ResolvesServerCert for ByServerName {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let cert = match hello.server_name() {
-            None => self.default_cert(),
-            Some(name) => self.covering(name).unwrap_or_else(|| {
-                self.sni_fallbacks.fetch_add(1, Ordering::Relaxed);
-                self.default_cert()
-            }),
-        };
-        Some(Arc::clone(&cert.key))
+        Some(Arc::clone(&self.choose(hello.server_name()).key))
     }
 }
 
@@ -618,8 +598,8 @@ mod tests {
         assert_eq!(chosen(&set, Some("www.example.com")), wild.cert_file);
         assert_eq!(chosen(&set, Some("nothing.test")), other.cert_file);
         assert_eq!(chosen(&set, None), other.cert_file);
-        // choose() does not count.
-        assert_eq!(set.sni_fallbacks(), 0);
+        assert!(set.covers("api.example.com") && set.covers("www.example.com"));
+        assert!(!set.covers("nothing.test"));
 
         assert!(ByServerName::new(Vec::new()).is_none());
     }
@@ -894,7 +874,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn handshakes_whose_name_matches_nothing_are_counted() {
+    async fn handshakes_get_the_certificate_for_their_name_or_the_first() {
         let dir = tempfile::tempdir().expect("tempdir");
         let ca = ca();
         let wild = names_pair(dir.path(), &ca, "wild", &["*.example.com"]);
@@ -913,23 +893,19 @@ mod tests {
             .await
             .expect("www");
         assert_eq!(seen.leaf.as_deref(), Some(wild.cert_der.as_slice()));
-        assert_eq!(set.sni_fallbacks(), 0);
 
-        // No server name sent: the first, not counted.
+        // No server name sent: the first.
         let mut no_sni = tls13();
         no_sni.enable_sni = false;
         let seen = handshake(Arc::clone(&config), no_sni, "api.example.com")
             .await
             .expect("no SNI");
         assert_eq!(seen.leaf.as_deref(), Some(wild.cert_der.as_slice()));
-        assert_eq!(set.sni_fallbacks(), 0);
 
-        // A name nothing covers: the first, which the client refuses; counted.
+        // A name nothing covers: the first, which the client refuses.
+        assert!(!set.covers("other.test") && !set.covers("example.com"));
         let refused = handshake(Arc::clone(&config), tls13(), "other.test").await;
         assert!(refused.is_err());
-        assert_eq!(set.sni_fallbacks(), 1);
-        let _ = handshake(Arc::clone(&config), tls13(), "example.com").await;
-        assert_eq!(set.sni_fallbacks(), 2);
     }
 
     #[test]

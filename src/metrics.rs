@@ -198,6 +198,20 @@ pub struct Metrics {
     pub handshake: Histogram,
 }
 
+/// Counts one in a family labelled by listener and reason.
+fn inc_by_listener(
+    family: &Family<ListenerReasonLabel, Counter>,
+    listener: &str,
+    reason: &'static str,
+) {
+    family
+        .get_or_create(&ListenerReasonLabel {
+            listener: listener.to_string(),
+            reason,
+        })
+        .inc();
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
@@ -207,12 +221,7 @@ impl Default for Metrics {
 impl Metrics {
     /// Counts a refusal by a listener.
     pub fn listener_refused(&self, listener: &str, reason: &'static str) {
-        self.listener_refusals
-            .get_or_create(&ListenerReasonLabel {
-                listener: listener.to_string(),
-                reason,
-            })
-            .inc();
+        inc_by_listener(&self.listener_refusals, listener, reason);
     }
 
     /// Sets the certificates in force: (listener, name, expiry in Unix
@@ -240,12 +249,7 @@ impl Metrics {
 
     /// Counts a failed TLS handshake.
     pub fn tls_handshake_failed(&self, listener: &str, reason: &'static str) {
-        self.tls_handshake_failures
-            .get_or_create(&ListenerReasonLabel {
-                listener: listener.to_string(),
-                reason,
-            })
-            .inc();
+        inc_by_listener(&self.tls_handshake_failures, listener, reason);
     }
 
     pub fn new() -> Self {

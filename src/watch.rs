@@ -46,7 +46,6 @@ pub fn watch(
     let mut dirs: Vec<PathBuf> = files.iter().map(|(d, _)| d.clone()).collect();
     dirs.sort();
     dirs.dedup();
-    let names: Vec<(PathBuf, std::ffi::OsString)> = files;
     // A one-slot channel: events that arrive while one is pending coalesce.
     let (seen_tx, mut seen) = mpsc::channel::<()>(1);
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
@@ -68,7 +67,7 @@ pub fn watch(
                 return false;
             };
             n.to_string_lossy().starts_with("..")
-                || names
+                || files
                     .iter()
                     .any(|(d, name)| d == dir && n == name.as_os_str())
         });

@@ -6,7 +6,7 @@ mod common;
 
 use std::net::SocketAddr;
 
-use common::{http_to, recv_type, Daemon};
+use common::{http_to, metric_at, recv_type, Daemon};
 
 const KEY: &str = "listener-test-key";
 
@@ -48,13 +48,6 @@ async fn publish_at(addr: SocketAddr, topic: &str) -> (u16, String) {
     )
     .await;
     (resp.status, resp.body)
-}
-
-/// A series' value in a /metrics answer (0 when absent).
-fn series(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
-        .map_or(0.0, |v| v.trim().parse().expect("number"))
 }
 
 #[tokio::test]
@@ -101,22 +94,20 @@ async fn the_internal_listener_serves_metrics_and_the_api_and_the_public_one_doe
     assert_eq!(msg["topic"], "news");
     assert_eq!(msg["data"]["n"], 1);
 
-    let metrics = http_to(internal, "GET", "/metrics", &[], "").await;
-    assert_eq!(metrics.status, 200);
     assert_eq!(
-        series(
-            &metrics.body,
+        metric_at(
+            internal,
             r#"wsgate_listener_refusals_total{listener="public",reason="not_served"}"#
-        ),
-        2.0,
-        "{}",
-        metrics.body
+        )
+        .await,
+        2.0
     );
     assert_eq!(
-        series(
-            &metrics.body,
+        metric_at(
+            internal,
             r#"wsgate_listener_refusals_total{listener="internal",reason="not_served"}"#
-        ),
+        )
+        .await,
         1.0
     );
 }
@@ -459,14 +450,13 @@ async fn proxy_protocol_headers_set_the_client_address_that_the_per_ip_cap_count
         plain.is_empty(),
         "no HTTP answer without the header: {plain:?}"
     );
-    let metrics = http_to(internal, "GET", "/metrics", &[], "").await.body;
     assert_eq!(
-        series(
-            &metrics,
+        metric_at(
+            internal,
             r#"wsgate_listener_refusals_total{listener="edge",reason="proxy_header_missing"}"#
-        ),
-        1.0,
-        "{metrics}"
+        )
+        .await,
+        1.0
     );
 }
 
@@ -491,14 +481,13 @@ async fn a_proxy_header_from_an_untrusted_sender_is_refused() {
     let mut bytes = v1.into_bytes();
     bytes.extend_from_slice(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(http_to_closed(edge, &bytes).await.is_empty());
-    let metrics = http_to(internal, "GET", "/metrics", &[], "").await.body;
     assert_eq!(
-        series(
-            &metrics,
+        metric_at(
+            internal,
             r#"wsgate_listener_refusals_total{listener="edge",reason="proxy_untrusted"}"#
-        ),
-        1.0,
-        "{metrics}"
+        )
+        .await,
+        1.0
     );
     d.wait_log(&["not in trusted_proxies", "listener=\"edge\""])
         .await;

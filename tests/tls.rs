@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{http_to, Daemon, PATIENCE};
+use common::{http_to, metric_at, wait_metric_at_least, Daemon, PATIENCE};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -205,33 +205,6 @@ async fn echo(ws: &mut Wss, text: &str) {
     assert_eq!(got, Message::text(text));
 }
 
-fn series(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
-        .map_or(0.0, |v| v.trim().parse().expect("number"))
-}
-
-async fn metrics(internal: SocketAddr) -> String {
-    let resp = http_to(internal, "GET", "/metrics", &[], "").await;
-    assert_eq!(resp.status, 200);
-    resp.body
-}
-
-async fn wait_series(internal: SocketAddr, name: &str, want: f64) {
-    let deadline = std::time::Instant::now() + PATIENCE;
-    loop {
-        let got = series(&metrics(internal).await, name);
-        if got == want {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{name} is {got}, want {want}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn wss_echo_and_pubsub_work_and_a_renewed_certificate_serves_new_handshakes() {
     let Site {
@@ -268,7 +241,7 @@ async fn wss_echo_and_pubsub_work_and_a_renewed_certificate_serves_new_handshake
     // Renewed in place (as certbot does): new handshakes get the new
     // certificate, the open connection goes on.
     ca.issue(certs.path(), "site", &["localhost"], 1002);
-    wait_series(internal, r#"wsgate_config_reloads_total{result="ok"}"#, 1.0).await;
+    wait_metric_at_least(internal, r#"wsgate_config_reloads_total{result="ok"}"#, 1.0).await;
     let (mut new, shown) = wss(client.clone(), public, "localhost", "/ws/echo").await;
     assert_eq!(shown, serial_of(1002));
     echo(&mut new, "new certificate").await;
@@ -279,13 +252,12 @@ async fn wss_echo_and_pubsub_work_and_a_renewed_certificate_serves_new_handshake
     let other = tempfile::tempdir().expect("tempdir");
     ca.issue(other.path(), "other", &["localhost"], 1003);
     let wrong_key = std::fs::read_to_string(other.path().join("other.key")).expect("key");
+    // (A renewal that replaced the two files one after the other may
+    // have had a reload refused between them already.)
+    let errors = r#"wsgate_config_reloads_total{result="error"}"#;
+    let before = metric_at(internal, errors).await;
     replace(&certs.path().join("site.key"), &wrong_key);
-    wait_series(
-        internal,
-        r#"wsgate_config_reloads_total{result="error"}"#,
-        1.0,
-    )
-    .await;
+    wait_metric_at_least(internal, errors, before + 1.0).await;
     let status = d.admin(serde_json::json!({"cmd": "stats"})).await;
     let error = status["last_reload"]["error"].to_string();
     assert!(
@@ -298,10 +270,11 @@ async fn wss_echo_and_pubsub_work_and_a_renewed_certificate_serves_new_handshake
     echo(&mut after, "old pair kept").await;
     echo(&mut old, "untouched").await;
 
-    let expiry = series(
-        &metrics(internal).await,
+    let expiry = metric_at(
+        internal,
         r#"wsgate_tls_certificate_expiry_seconds{listener="public",name="localhost"}"#,
-    );
+    )
+    .await;
     // 2099-01-01T00:00:00Z
     assert_eq!(expiry, 4_070_908_800.0);
 }
@@ -350,18 +323,22 @@ async fn the_server_name_chooses_the_certificate_and_an_unknown_one_gets_the_fir
         .expect_err("not valid for c.test");
     assert!(err.to_string().contains("certificate"), "{err}");
     // A client that takes any certificate sees the first one for an
-    // unknown name; the daemon counts the fallback.
+    // unknown name; the daemon counts the fallback, the refused handshake
+    // above included.
     let any = tls_connect(accept_any(), public, "c.test")
         .await
         .expect("handshake");
     assert_eq!(serial(&any), serial_of(11));
     let internal = d.listener("internal").await;
-    wait_series(
-        internal,
-        r#"wsgate_tls_sni_fallbacks_total{listener="public"}"#,
-        1.0,
-    )
-    .await;
+    // Counted before the connection is answered or closed.
+    assert_eq!(
+        metric_at(
+            internal,
+            r#"wsgate_tls_sni_fallbacks_total{listener="public"}"#
+        )
+        .await,
+        2.0
+    );
 }
 
 /// A client config that takes any certificate (signatures are still
@@ -439,12 +416,15 @@ Host: x
         .await
         .expect("closed in time");
     assert!(out.is_empty(), "no answer in plain HTTP: {out:?}");
-    wait_series(
-        internal,
-        r#"wsgate_tls_handshake_failures_total{listener="public",reason="plain_http"}"#,
-        1.0,
-    )
-    .await;
+    // Counted before the connection is answered or closed.
+    assert_eq!(
+        metric_at(
+            internal,
+            r#"wsgate_tls_handshake_failures_total{listener="public",reason="plain_http"}"#
+        )
+        .await,
+        1.0
+    );
 
     // The first byte of a handshake record, then nothing: dropped at
     // handshake_timeout (1 s here).
@@ -460,12 +440,15 @@ Host: x
         "{:?}",
         started.elapsed()
     );
-    wait_series(
-        internal,
-        r#"wsgate_tls_handshake_failures_total{listener="public",reason="timeout"}"#,
-        1.0,
-    )
-    .await;
+    // Counted before the connection is answered or closed.
+    assert_eq!(
+        metric_at(
+            internal,
+            r#"wsgate_tls_handshake_failures_total{listener="public",reason="timeout"}"#
+        )
+        .await,
+        1.0
+    );
     d.wait_log(&["listening on", "listener=public", "tls"])
         .await;
 }
@@ -604,5 +587,5 @@ async fn a_client_key_update_ends_the_connection() {
     );
     // Ended as a lost connection (no close frame can follow a broken
     // record stream).
-    wait_series(internal, r#"wsgate_closes_total{code="1006"}"#, 1.0).await;
+    wait_metric_at_least(internal, r#"wsgate_closes_total{code="1006"}"#, 1.0).await;
 }

@@ -270,6 +270,21 @@ pub struct TlsConfig {
     pub min_version: String,
 }
 
+impl TlsConfig {
+    /// Its certificate and key files: `cert_file` and `key_file`, or each
+    /// of `certs`.
+    pub fn pairs(&self) -> Vec<(&std::path::Path, &std::path::Path)> {
+        match (&self.cert_file, &self.key_file) {
+            (Some(c), Some(k)) => vec![(c.as_path(), k.as_path())],
+            _ => self
+                .certs
+                .iter()
+                .map(|p| (p.cert_file.as_path(), p.key_file.as_path()))
+                .collect(),
+        }
+    }
+}
+
 fn default_tls_min_version() -> String {
     "1.2".into()
 }

@@ -47,13 +47,14 @@ pub struct Listener {
     pub name: Arc<str>,
     pub config: ListenerConfig,
     pub services: Services,
-    /// Its certificates, loaded and checked, and the TLS acceptor over them.
+    /// Its certificates, loaded and checked, and the rustls config over
+    /// them.
     pub tls: Option<Arc<ListenerTls>>,
 }
 
-/// A TLS listener's certificates and acceptor.
+/// A TLS listener's certificates and the rustls config over them.
 pub struct ListenerTls {
-    pub acceptor: tokio_rustls::TlsAcceptor,
+    pub config: Arc<rustls::ServerConfig>,
     pub certs: Arc<ByServerName>,
 }
 
@@ -120,15 +121,12 @@ impl Settings {
 
     /// The certificate and key files of every TLS listener.
     pub fn tls_files(&self) -> Vec<std::path::PathBuf> {
-        let mut out = Vec::new();
-        for tls in self.listeners.iter().filter_map(|l| l.config.tls.as_ref()) {
-            out.extend(tls.cert_file.iter().chain(&tls.key_file).cloned());
-            for pair in &tls.certs {
-                out.push(pair.cert_file.clone());
-                out.push(pair.key_file.clone());
-            }
-        }
-        out
+        self.listeners
+            .iter()
+            .filter_map(|l| l.config.tls.as_ref())
+            .flat_map(TlsConfig::pairs)
+            .flat_map(|(cert, key)| [cert.to_path_buf(), key.to_path_buf()])
+            .collect()
     }
 
     /// The global limits.
@@ -575,17 +573,10 @@ pub fn human(d: Duration) -> String {
     humantime::format_duration(d).to_string()
 }
 
-/// Loads a listener's certificates and builds its acceptor.
+/// Loads a listener's certificates and builds its rustls config.
 fn listener_tls(tls: &TlsConfig) -> Result<ListenerTls, CertError> {
-    let pairs: Vec<(&Path, &Path)> = match (&tls.cert_file, &tls.key_file) {
-        (Some(c), Some(k)) => vec![(c.as_path(), k.as_path())],
-        _ => tls
-            .certs
-            .iter()
-            .map(|p| (p.cert_file.as_path(), p.key_file.as_path()))
-            .collect(),
-    };
-    let loaded = pairs
+    let loaded = tls
+        .pairs()
         .into_iter()
         .map(|(c, k)| certs::load(c, k))
         .collect::<Result<Vec<_>, _>>()?;
@@ -597,10 +588,7 @@ fn listener_tls(tls: &TlsConfig) -> Result<ListenerTls, CertError> {
     };
     let certs = Arc::new(certs);
     let config = certs::server_config(Arc::clone(&certs), &tls.min_version)?;
-    Ok(ListenerTls {
-        acceptor: tokio_rustls::TlsAcceptor::from(config),
-        certs,
-    })
+    Ok(ListenerTls { config, certs })
 }
 
 /// Whole days in `seconds`, in words.

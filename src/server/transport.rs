@@ -8,6 +8,7 @@
 //! every `refusal_log_interval`: that is a configuration matter).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::net::TcpStream;
@@ -123,16 +124,22 @@ pub async fn tls_handshake(
         }
         Ok(Ok(_)) => {}
     }
-    let accept = tls.acceptor.accept(stream);
-    match tokio::time::timeout_at(deadline.into(), accept).await {
+    // The ClientHello first, to count a server name no certificate covers
+    // (the handshake goes on with the first certificate, which the client
+    // may then refuse).
+    let handshake = async {
+        let hello =
+            tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream);
+        let start = hello.await?;
+        let asked = start.client_hello().server_name().map(str::to_owned);
+        if asked.is_some_and(|name| !tls.certs.covers(&name)) {
+            daemon.metrics().tls_sni_fallback(listener);
+        }
+        start.into_stream(Arc::clone(&tls.config)).await
+    };
+    match tokio::time::timeout_at(deadline.into(), handshake).await {
         Err(_) => fail("timeout", &"not complete within handshake_timeout"),
         Ok(Err(e)) => fail(tls_failure(&e), &e),
-        Ok(Ok(stream)) => {
-            let asked = stream.get_ref().1.server_name();
-            if asked.is_some_and(|name| !tls.certs.covers(name)) {
-                daemon.metrics().tls_sni_fallback(listener);
-            }
-            Some(stream)
-        }
+        Ok(Ok(stream)) => Some(stream),
     }
 }

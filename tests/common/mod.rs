@@ -264,13 +264,7 @@ impl Daemon {
     /// The value of one metric line, e.g. `wsgate_rejections_total{reason="ip_limit"}`;
     /// 0 when the series does not exist yet.
     pub async fn metric(&self, series: &str) -> f64 {
-        let resp = self.http("GET", "/metrics", &[], "").await;
-        assert_eq!(resp.status, 200);
-        resp.body
-            .lines()
-            .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
-            .map(|v| v.trim().parse().expect("number"))
-            .unwrap_or(0.0)
+        metric_at(self.addr, series).await
     }
 
     /// Waits until a metric has a value.
@@ -385,6 +379,34 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The value of one metric line in the `/metrics` of the listener at
+/// `addr`; 0 when the series does not exist yet.
+pub async fn metric_at(addr: SocketAddr, series: &str) -> f64 {
+    let resp = http_to(addr, "GET", "/metrics", &[], "").await;
+    assert_eq!(resp.status, 200);
+    resp.body
+        .lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
+        .map(|v| v.trim().parse().expect("number"))
+        .unwrap_or(0.0)
+}
+
+/// Waits until a metric at `addr` is at least `want`.
+pub async fn wait_metric_at_least(addr: SocketAddr, series: &str, want: f64) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let got = metric_at(addr, series).await;
+        if got >= want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{series} is {got}, want {want} or more"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
