@@ -52,4 +52,8 @@ pub mod server;
 pub mod signals;
 pub mod systemd;
 pub mod watch;
-pub mod ws;
+/// The WebSocket protocol (the `wsgate-ws` crate).
+pub use wsgate_ws as ws;
+
+#[cfg(test)]
+mod codec_props;

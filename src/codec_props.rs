@@ -8,8 +8,8 @@ use bytes::Bytes;
 use proptest::prelude::*;
 use proptest::sample::Index;
 
-use super::codec::{Event, Need, ProtocolError};
 use crate::fuzzing::check_decoder;
+use crate::ws::codec::{Event, Need, ProtocolError};
 
 /// How a frame writes its payload length.
 #[derive(Debug, Clone, Copy)]

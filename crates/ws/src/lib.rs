@@ -1,5 +1,6 @@
 //! The WebSocket protocol itself (RFC 6455), apart from any connection:
-//! a leaf that imports nothing of the daemon.
+//! a leaf crate that the daemon and the routers that speak WebSocket to
+//! an upstream (`proxy`) share.
 //!
 //! - [`codec`]: the sans-IO frame decoder and encoder; it consumes only
 //!   whole frames, so a wait on the socket can be cancelled without losing
@@ -10,6 +11,3 @@
 pub mod close;
 pub mod codec;
 pub mod handshake;
-
-#[cfg(test)]
-mod codec_props;

@@ -1,4 +1,7 @@
-//! The WebSocket frame codec (RFC 6455), server side, without I/O.
+//! The WebSocket frame codec (RFC 6455), without I/O. The daemon decodes
+//! its clients' frames with it and writes unmasked server frames; the
+//! `proxy` router uses its client side ([`Decoder::client`],
+//! [`encode_masked`]) towards an upstream.
 //!
 //! The decoder takes frames off the front of a read buffer only once they
 //! are complete, so the connection task can stop reading at any await point
@@ -8,14 +11,15 @@
 //! - a message of exactly `max_message_bytes` passes, one byte more is 1009,
 //!   decided from the frame header, so at most the limit is ever buffered,
 //!   also when the message arrives in fragments;
-//! - unmasked client frames, reserved bits, unknown opcodes, fragmented or
+//! - unmasked client frames (masked server frames, on the client side),
+//!   reserved bits, unknown opcodes, fragmented or
 //!   oversized (> 125 bytes) control frames and broken fragment sequences
 //!   are 1002;
 //! - invalid UTF-8 in a text message or a close reason is 1007, found as
 //!   early as the fragments allow (fail fast);
 //! - close codes that may not be sent on the wire are 1002.
 //!
-//! The encoder writes unmasked server frames.
+//! The encoder writes unmasked server frames and masked client frames.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
@@ -102,6 +106,8 @@ struct Partial {
 pub struct Decoder {
     partial: Option<Partial>,
     small: SmallFragments,
+    /// The client side: frames come from a server, unmasked.
+    client: bool,
 }
 
 /// Data frames of a fragmented message, other than the one that ends it,
@@ -130,8 +136,18 @@ pub enum Need {
 }
 
 impl Decoder {
+    /// The server side: decodes a client's (masked) frames.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The client side: decodes a server's (unmasked) frames; a masked
+    /// frame is a protocol error.
+    pub fn client() -> Self {
+        Self {
+            client: true,
+            ..Self::default()
+        }
     }
 
     /// The small fragments consumed since the last call.
@@ -173,15 +189,19 @@ impl Decoder {
             }
             let opcode =
                 OpCode::from_bits(b0 & 0x0F).ok_or(ProtocolError::Protocol("unknown opcode"))?;
-            if b1 & 0x80 == 0 {
+            let masked = b1 & 0x80 != 0;
+            if !masked && !self.client {
                 return Err(ProtocolError::Protocol("client frames must be masked"));
+            }
+            if masked && self.client {
+                return Err(ProtocolError::Protocol("server frames must not be masked"));
             }
             let (len_bytes, short_len) = match b1 & 0x7F {
                 126 => (2, None),
                 127 => (8, None),
                 n => (0, Some(n as u64)),
             };
-            let header_len = 2 + len_bytes + 4;
+            let header_len = 2 + len_bytes + if masked { 4 } else { 0 };
             if buf.len() < header_len {
                 return Ok(Err(Need::Bytes(header_len)));
             }
@@ -233,15 +253,19 @@ impl Decoder {
                 return Ok(Err(Need::Bytes(total)));
             }
 
-            let mask = [
-                buf[header_len - 4],
-                buf[header_len - 3],
-                buf[header_len - 2],
-                buf[header_len - 1],
-            ];
+            let mask = masked.then(|| {
+                [
+                    buf[header_len - 4],
+                    buf[header_len - 3],
+                    buf[header_len - 2],
+                    buf[header_len - 1],
+                ]
+            });
             buf.advance(header_len);
             let mut payload = buf.split_to(payload_len);
-            fastwebsockets::unmask(&mut payload, mask);
+            if let Some(mask) = mask {
+                fastwebsockets::unmask(&mut payload, mask);
+            }
             // The frame that ends a message is the message's own (it counts
             // against the message rate); the ones before it are counted.
             if !fin && payload_len <= MAX_CONTROL_PAYLOAD && !opcode.is_control() {
@@ -337,35 +361,61 @@ fn parse_close(payload: &[u8]) -> Result<Event, ProtocolError> {
 
 /// Appends one unmasked, unfragmented server frame.
 pub fn encode(out: &mut impl BufMut, opcode: OpCode, payload: &[u8]) {
+    header(out, opcode, payload.len(), 0);
+    out.put_slice(payload);
+}
+
+/// Appends one unfragmented client frame, masked with `mask` (RFC 6455
+/// 5.3: a fresh, unpredictable key for every frame).
+pub fn encode_masked(out: &mut BytesMut, opcode: OpCode, payload: &[u8], mask: [u8; 4]) {
+    header(out, opcode, payload.len(), 0x80);
+    out.put_slice(&mask);
+    let start = out.len();
+    out.put_slice(payload);
+    fastwebsockets::unmask(&mut out[start..], mask);
+}
+
+/// A final frame's header, with the mask bit given (`0x80` or 0).
+fn header(out: &mut impl BufMut, opcode: OpCode, len: usize, mask_bit: u8) {
     out.put_u8(0x80 | opcode as u8);
-    let len = payload.len();
     if len < 126 {
-        out.put_u8(len as u8);
+        out.put_u8(mask_bit | len as u8);
     } else if len <= u16::MAX as usize {
-        out.put_u8(126);
+        out.put_u8(mask_bit | 126);
         out.put_u16(len as u16);
     } else {
-        out.put_u8(127);
+        out.put_u8(mask_bit | 127);
         out.put_u64(len as u64);
     }
-    out.put_slice(payload);
 }
 
 /// Appends a close frame; the reason is cut to fit a control frame (at a
 /// character boundary).
 pub fn encode_close(out: &mut impl BufMut, code: Option<u16>, reason: &str) {
+    let (payload, len) = close_payload(code, reason);
+    encode(out, OpCode::Close, &payload[..len]);
+}
+
+/// [`encode_close`] for the client side: masked with `mask`.
+pub fn encode_close_masked(out: &mut BytesMut, code: Option<u16>, reason: &str, mask: [u8; 4]) {
+    let (payload, len) = close_payload(code, reason);
+    encode_masked(out, OpCode::Close, &payload[..len], mask);
+}
+
+/// A close frame's payload: the code and as much of the reason as fits,
+/// cut at a character boundary.
+fn close_payload(code: Option<u16>, reason: &str) -> ([u8; MAX_CONTROL_PAYLOAD], usize) {
+    let mut payload = [0u8; MAX_CONTROL_PAYLOAD];
     let Some(code) = code else {
-        encode(out, OpCode::Close, &[]);
-        return;
+        return (payload, 0);
     };
     let mut end = reason.len().min(MAX_CONTROL_PAYLOAD - 2);
     while !reason.is_char_boundary(end) {
         end -= 1;
     }
-    let mut payload = [0u8; MAX_CONTROL_PAYLOAD];
     payload[..2].copy_from_slice(&code.to_be_bytes());
     payload[2..2 + end].copy_from_slice(&reason.as_bytes()[..end]);
-    encode(out, OpCode::Close, &payload[..2 + end]);
+    (payload, 2 + end)
 }
 
 #[cfg(test)]
@@ -576,6 +626,34 @@ mod tests {
             assert_eq!(out.len(), header + len);
             assert_eq!(out[0], 0x82);
         }
+    }
+
+    #[test]
+    fn the_client_side_masks_what_it_sends_and_takes_only_unmasked_frames() {
+        // What a client encodes, a server decodes (all length forms).
+        let mut wire = BytesMut::new();
+        for len in [0, 125, 126, 65_535, 65_536] {
+            encode_masked(&mut wire, OpCode::Binary, &vec![7; len], [1, 2, 3, 4]);
+        }
+        encode_close_masked(&mut wire, Some(4000), "bye", [9, 8, 7, 6]);
+        let mut server = Decoder::new();
+        for len in [0, 125, 126, 65_535, 65_536] {
+            let event = server.decode(&mut wire, 1 << 20).expect("valid");
+            assert_eq!(event, Ok(Event::Binary(Bytes::from(vec![7; len]))));
+        }
+        let close = server.decode(&mut wire, 1 << 20).expect("valid");
+        assert_eq!(close, Ok(Event::Close(Some(4000), "bye".into())));
+
+        // What a server encodes, a client decodes; a masked frame from a
+        // server is refused.
+        let mut wire = BytesMut::new();
+        encode(&mut wire, OpCode::Text, b"hello");
+        let mut client = Decoder::client();
+        let event = client.decode(&mut wire, 100).expect("valid");
+        assert_eq!(event, Ok(Event::Text(Bytes::from_static(b"hello"))));
+        let mut masked = BytesMut::from(&client_frame(true, 1, b"x")[..]);
+        let err = client.decode(&mut masked, 100).expect_err("masked");
+        assert_eq!(err.close_code(), 1002);
     }
 
     #[test]
