@@ -125,6 +125,11 @@ impl Daemon {
         &self.metrics
     }
 
+    /// The metrics, as a handle a task may keep.
+    pub fn metrics_handle(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
     /// What is refused before the upgrade: connect rates, memory pressure,
     /// pending handshakes.
     pub fn edge(&self) -> &Arc<Edge> {

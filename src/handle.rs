@@ -21,7 +21,7 @@ use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime};
 
 use atomic_waker::AtomicWaker;
-use wsgate_plugin_api::Outbound;
+use wsgate_plugin_api::{Outbound, Upstream};
 
 use crate::metrics::{SlowConsumer, Traffic};
 use crate::ws::close;
@@ -189,6 +189,11 @@ pub struct Conn {
     /// Set once the per-user share of this connection was handed to a newer
     /// connection (evict_oldest), so the slot does not release it twice.
     user_released: AtomicBool,
+    /// Set while the router cannot take more input: the task does not read
+    /// the socket (backpressure to the client's TCP).
+    reads_paused: AtomicBool,
+    /// The router's upstream leg, as the admin table shows it.
+    upstream: Mutex<Option<Box<Upstream>>>,
 }
 
 /// Locks a mutex whose data stays consistent even if a holder panicked.
@@ -223,6 +228,8 @@ impl Conn {
             wake: Wakeup::default(),
             subscriptions: Mutex::default(),
             user_released: AtomicBool::new(false),
+            reads_paused: AtomicBool::new(false),
+            upstream: Mutex::default(),
         }
     }
 
@@ -332,6 +339,33 @@ impl Conn {
     /// The drain request, once.
     pub(crate) fn take_drain(&self) -> Option<Drain> {
         lock(&self.queue).drain.take()
+    }
+
+    /// Stops the task reading the socket until [`Conn::resume_reads`].
+    pub fn pause_reads(&self) {
+        self.reads_paused.store(true, Ordering::Release);
+    }
+
+    /// Lets the task read again (and wakes it to do so).
+    pub fn resume_reads(&self) {
+        if self.reads_paused.swap(false, Ordering::AcqRel) {
+            self.wake.wake();
+        }
+    }
+
+    /// Whether reading is paused.
+    #[inline]
+    pub fn reads_paused(&self) -> bool {
+        self.reads_paused.load(Ordering::Acquire)
+    }
+
+    /// What the admin table shows of the router's upstream leg.
+    pub fn set_upstream(&self, upstream: Option<Upstream>) {
+        *lock(&self.upstream) = upstream.map(Box::new);
+    }
+
+    pub fn upstream(&self) -> Option<Upstream> {
+        lock(&self.upstream).as_deref().cloned()
     }
 
     /// Wakes the connection task so that it re-reads its limits.

@@ -408,6 +408,10 @@ impl Metrics {
             Unit::Seconds,
             m.handshake.clone(),
         );
+        // The routers' own metrics, under the same prefix.
+        for router in crate::plugins::routers() {
+            router.register_metrics(registry);
+        }
         // Every series exists from the start, at 0.
         for reason in SlowConsumer::ALL {
             m.slow_consumer_closes.get_or_create_owned(&ReasonLabel {

@@ -17,6 +17,11 @@ pub fn router(name: &str) -> Option<&'static dyn RouterPlugin> {
     ROUTERS.iter().copied().find(|p| p.name() == name)
 }
 
+/// Every router plugin.
+pub fn routers() -> impl Iterator<Item = &'static dyn RouterPlugin> {
+    ROUTERS.iter().copied()
+}
+
 pub fn auth_names() -> Vec<&'static str> {
     AUTH.iter().map(|p| p.name()).collect()
 }

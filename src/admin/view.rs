@@ -12,7 +12,7 @@ use ipnet::IpNet;
 
 use super::protocol::{
     CertificateInfo, Changes, ConnDetail, ConnRow, Connections, Filter, LimitUse, ListenerInfo,
-    Overage, ReloadInfo, ReloadResult, Stats,
+    Overage, ReloadInfo, ReloadResult, Stats, UpstreamLeg,
 };
 use crate::config::diff;
 use crate::daemon::Daemon;
@@ -91,6 +91,10 @@ pub fn row_at(c: &Conn, now: Instant, rates: Option<Rates>) -> ConnRow {
         rtt_ms: rtt_ms(c),
         in_rate: rates.map(|r| r.msgs_in),
         out_rate: rates.map(|r| r.msgs_out),
+        upstream: c.upstream().map(|u| UpstreamLeg {
+            target: u.target.to_string(),
+            state: u.state.to_string(),
+        }),
     }
 }
 

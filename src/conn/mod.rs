@@ -17,6 +17,7 @@
 //! connection at its next event (message size, rate, timers, queue bound,
 //! subscription cap), and its router handler is rebound to the new router.
 
+mod outlet;
 mod records;
 pub mod session;
 pub mod task;
@@ -28,6 +29,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
+
+use std::any::Any;
 
 use wsgate_plugin_api::{Identity, Outbound};
 
@@ -60,6 +63,8 @@ pub struct Accepted {
     pub route: Arc<Route>,
     pub identity: Identity,
     pub query: Option<String>,
+    /// What the router's `accept` hook prepared.
+    pub prepared: Option<Box<dyn Any + Send>>,
 }
 
 /// What woke the connection task.
@@ -90,18 +95,21 @@ pub async fn run(daemon: Arc<Daemon>, accepted: Box<Accepted>) {
         mut route,
         identity,
         query,
+        prepared,
     } = *accepted;
     let conn = Arc::clone(slot.conn());
     let mut generation = daemon.generation();
     let close_timeout = daemon.settings().config.server.close_timeout;
     let session = ConnSession {
         hub: daemon.hub(),
-        metrics: daemon.metrics(),
+        metrics: daemon.metrics_handle(),
         conn: &conn,
         id: conn.id.to_string(),
         identity,
         query,
         max_subscriptions: route.limits.max_subscriptions,
+        limits: session::conn_limits(&route.limits, close_timeout),
+        prepared,
     };
     let mut task = Task::new(session, daemon.metrics(), &route.limits, close_timeout);
     tracing::debug!(conn = conn.id, route = %route.path, ip = %conn.ip, user = ?conn.user, "connected");
@@ -216,8 +224,9 @@ pub async fn run(daemon: Arc<Daemon>, accepted: Box<Accepted>) {
             armed = Some(d);
         }
         // Stop reading while a large write is pending (a client flooding
-        // pings without reading its pongs), so memory stays bounded.
-        let read = wire.pending() < WRITE_BATCH;
+        // pings without reading its pongs), so memory stays bounded, and
+        // while the router cannot take more.
+        let read = wire.pending() < WRITE_BATCH && !conn.reads_paused();
         let write = wire.pending() > 0;
         let wake = std::future::poll_fn(|cx| {
             if conn.poll_woken(cx).is_ready() {

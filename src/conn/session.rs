@@ -1,22 +1,49 @@
 //! The [`Session`] a router sees: its own connection, the hub, the limits.
 
+use std::any::Any;
 use std::sync::Arc;
 
-use wsgate_plugin_api::{Identity, Outbound, RawValue, SendError, Session, SubscribeError};
+use wsgate_plugin_api::{
+    ConnLimits, Identity, Outbound, Outlet, RawValue, SendError, Session, SubscribeError,
+};
 
+use super::outlet::ConnPort;
+use crate::config::Limits;
 use crate::handle::{Conn, Offer};
 use crate::hub::{Hub, Source};
 use crate::metrics::Metrics;
 
 pub struct ConnSession<'a> {
     pub hub: &'a Hub,
-    pub metrics: &'a Metrics,
+    pub metrics: &'a Arc<Metrics>,
     pub conn: &'a Arc<Conn>,
     pub id: String,
     pub identity: Identity,
     pub query: Option<String>,
     /// The route's `max_subscriptions` in force.
     pub max_subscriptions: usize,
+    /// The route's limits in force, as a router sees them.
+    pub limits: ConnLimits,
+    /// What the router's `accept` hook prepared, until `on_open` takes it.
+    pub prepared: Option<Box<dyn Any + Send>>,
+}
+
+impl ConnSession<'_> {
+    /// After a reload: the route's limits in force.
+    pub fn apply(&mut self, limits: &Limits, close_timeout: std::time::Duration) {
+        self.max_subscriptions = limits.max_subscriptions;
+        self.limits = conn_limits(limits, close_timeout);
+    }
+}
+
+/// What a router sees of a route's limits.
+pub fn conn_limits(limits: &Limits, close_timeout: std::time::Duration) -> ConnLimits {
+    ConnLimits {
+        max_message_bytes: limits.max_message_bytes,
+        ping_interval: limits.ping_interval,
+        pong_timeout: limits.pong_timeout,
+        close_timeout,
+    }
 }
 
 impl Session for ConnSession<'_> {
@@ -61,5 +88,20 @@ impl Session for ConnSession<'_> {
 
     fn publish(&mut self, topic: &str, data: &RawValue) -> usize {
         self.hub.publish(topic, data, Source::Client)
+    }
+
+    fn outlet(&self) -> Outlet {
+        Outlet::new(Arc::new(ConnPort {
+            conn: Arc::clone(self.conn),
+            metrics: Arc::clone(self.metrics),
+        }))
+    }
+
+    fn limits(&self) -> ConnLimits {
+        self.limits
+    }
+
+    fn take_prepared(&mut self) -> Option<Box<dyn Any + Send>> {
+        self.prepared.take()
     }
 }

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use governor::clock::MonotonicClock;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
-use wsgate_plugin_api::{Close, DynRouter, Handler, Message, Outbound};
+use wsgate_plugin_api::{Close, Closing, DynRouter, Handler, Inbound, Outbound};
 
 use super::session::ConnSession;
 use super::timers::{Due, Timers};
@@ -152,12 +152,13 @@ impl<'a> Task<'a> {
         }
         self.timers
             .reset(new, self.conn.started, self.last_active, now);
-        self.session.max_subscriptions = new.max_subscriptions;
+        self.session.apply(new, self.close_timeout);
     }
 
     /// After a reload: the server's `close_timeout` in force.
     pub fn set_close_timeout(&mut self, close_timeout: Duration) {
         self.close_timeout = close_timeout;
+        self.session.limits.close_timeout = close_timeout;
     }
 
     /// The daemon is draining: the router may tell its client, and the
@@ -243,6 +244,19 @@ impl<'a> Task<'a> {
             code,
             reason: reason.to_string(),
         });
+        self.closing(code, reason, false);
+    }
+
+    /// Tells the router that the close has started.
+    fn closing(&mut self, code: u16, reason: &str, by_client: bool) {
+        if let Some(h) = self.handler.as_mut() {
+            let closing = Closing {
+                code,
+                reason: reason.to_string(),
+                by_client,
+            };
+            h.on_closing(&mut self.session, &closing);
+        }
     }
 
     /// The peer is gone without a close handshake.
@@ -347,7 +361,7 @@ impl<'a> Task<'a> {
                     self.on_data(wire, limits, data, false)
                 }
                 Event::Text(_) | Event::Binary(_) | Event::Ping(_) | Event::Pong(_) => {}
-                Event::Close(code, _reason) => self.on_peer_close(wire, code),
+                Event::Close(code, reason) => self.on_peer_close(wire, code, &reason),
             }
         }
         answer_pong(wire, &mut pong);
@@ -434,23 +448,28 @@ impl<'a> Task<'a> {
 
     /// The client's close frame: answer it (with the same code) unless we
     /// started the close, then end.
-    fn on_peer_close(&mut self, wire: &mut Wire, code: Option<u16>) {
+    fn on_peer_close(&mut self, wire: &mut Wire, code: Option<u16>, reason: &str) {
         self.peer_close = Some(code.unwrap_or(close::NORMAL));
-        let deadline = match self.phase {
+        let (deadline, opened) = match self.phase {
             Phase::Open => {
                 wire.close_frame(code, "");
                 self.ending = Some(Ending {
                     code: code.unwrap_or(close::NORMAL),
                     reason: "closed by client".into(),
                 });
-                Instant::now() + self.close_timeout
+                (Instant::now() + self.close_timeout, true)
             }
-            Phase::Closing { deadline, .. } => deadline,
+            Phase::Closing { deadline, .. } => (deadline, false),
         };
         self.phase = Phase::Closing {
             deadline,
             wait_peer: false,
         };
+        if opened {
+            // An empty close frame says 1005 (no code), which the router
+            // would relay as a normal close.
+            self.closing(code.unwrap_or(close::NORMAL), reason, true);
+        }
     }
 
     /// One inbound data message: counters, idle timer, rate limit, router.
@@ -486,17 +505,13 @@ impl<'a> Task<'a> {
         let Some(h) = self.handler.as_mut() else {
             return;
         };
+        // Text was validated by the decoder.
         let message = if text {
-            // Validated by the decoder; checked again because the type
-            // system cannot carry that across `Bytes` without `unsafe`.
-            match simdutf8::basic::from_utf8(&data) {
-                Ok(s) => Message::Text(s),
-                Err(_) => return,
-            }
+            Inbound::text(data)
         } else {
-            Message::Binary(&data)
+            Inbound::binary(data)
         };
-        if let Err(c) = h.on_message(&mut self.session, message) {
+        if let Err(c) = h.on_inbound(&mut self.session, message) {
             self.router_close(wire, c);
         }
     }
@@ -515,7 +530,14 @@ impl<'a> Task<'a> {
         if let Phase::Closing { deadline, .. } = self.phase {
             return now < deadline;
         }
-        match self.timers.due(now) {
+        let due = self.timers.due(now);
+        if self.conn.reads_paused() && matches!(due, Some(Due::PongTimeout | Due::Idle)) {
+            // The client's pong or message may be waiting unread behind
+            // the pause: its silence is not held against it.
+            self.timers.held(limits, now);
+            return true;
+        }
+        match due {
             // Otherwise the socket took bytes meanwhile: the deadline moved.
             Some(Due::Write) if self.timers.write_stalled(limits, now) => {
                 self.metrics.slow_consumer(SlowConsumer::NoWriteProgress);

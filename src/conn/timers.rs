@@ -87,6 +87,17 @@ impl Timers {
         }
     }
 
+    /// While the connection's reads are paused: what waits on the client
+    /// (an unanswered ping, the idle timer) is measured from `now`.
+    pub fn held(&mut self, limits: &Limits, now: Instant) {
+        if self.pong_due.is_some_and(|t| t <= now) {
+            self.pong_due = Some(now + limits.pong_timeout);
+        }
+        if self.idle_due.is_some_and(|t| t <= now) {
+            self.idle_due = after(now, limits.idle_timeout);
+        }
+    }
+
     /// The nearest deadline.
     #[inline]
     pub fn next(&self) -> Option<Instant> {

@@ -6,7 +6,8 @@
 //! (503) → memory pressure (503) → the client IP's connect bucket (429) →
 //! the daemon's connect bucket (503) → authentication (401/403; 503 if it takes longer than
 //! `handshake_timeout`) → WebSocket key and version (400) → caps (429/503)
-//! → 101 and a connection task.
+//! → the router's `accept` hook (its own refusal; 504 if it takes longer
+//! than `handshake_timeout`) → 101 and a connection task.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use std::time::Instant;
 
 use hyper::body::Incoming;
 use hyper::{header, Request, Response, StatusCode};
-use wsgate_plugin_api::{Identity, Rejection, UpgradeRequest};
+use wsgate_plugin_api::{Accept, Identity, Refusal as RouterRefusal, Rejection, UpgradeRequest};
 
 use super::client_ip::client_ip;
 use super::reply::{self, Body};
@@ -116,6 +117,30 @@ fn answer(
         }
         _ => reply::error(status, reason, message),
     }
+}
+
+/// A refusal of the route's router: its status and reason, with wsgate's
+/// JSON refusal or the body the router passes through.
+fn refused_by_router(
+    daemon: &Daemon,
+    ip: std::net::IpAddr,
+    path: &str,
+    refusal: RouterRefusal,
+) -> Response<Body> {
+    let status = StatusCode::from_u16(refusal.status)
+        .ok()
+        .filter(|s| s.is_client_error() || s.is_server_error())
+        .unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut response = refuse(daemon, ip, path, status, refusal.reason, &refusal.message);
+    if let Some((content_type, body)) = refusal.body {
+        let content_type = header::HeaderValue::from_str(&content_type)
+            .unwrap_or(header::HeaderValue::from_static("application/octet-stream"));
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, content_type);
+        *response.body_mut() = Body::new(body);
+    }
+    response
 }
 
 /// An `Origin` header as the log shows it: quoted with control and
@@ -248,7 +273,7 @@ pub async fn handle(
 
     // The handshake answer is built before admission so that a malformed
     // upgrade (bad key or version) is refused without taking a slot.
-    let (response, upgrade) = match handshake::accept(&mut req) {
+    let (mut response, upgrade) = match handshake::accept(&mut req) {
         Ok(r) => r,
         Err(e) => {
             let message = format!("invalid WebSocket upgrade: {e}");
@@ -302,6 +327,52 @@ pub async fn handle(
         }
     };
 
+    // The router's last word before the 101 (the slot is held meanwhile,
+    // so that what it prepares counts against the caps).
+    let mut prepared = None;
+    if let Some(accept) = route.router.accept(
+        &UpgradeRequest {
+            path: &path,
+            query: query.as_deref(),
+            headers: req.headers(),
+            client_ip: ip,
+        },
+        &identity,
+    ) {
+        match tokio::time::timeout(handshake_timeout, accept).await {
+            Ok(Ok(Accept {
+                protocol,
+                prepared: p,
+            })) => {
+                if let Some(protocol) = protocol {
+                    match header::HeaderValue::from_str(&protocol) {
+                        Ok(v) => {
+                            response
+                                .headers_mut()
+                                .insert(header::SEC_WEBSOCKET_PROTOCOL, v);
+                        }
+                        Err(_) => tracing::warn!(
+                            route = %route.path,
+                            "the router chose a subprotocol that is not a header value; left out"
+                        ),
+                    }
+                }
+                prepared = p;
+            }
+            Ok(Err(refusal)) => return refused_by_router(&daemon, ip, &path, refusal),
+            Err(_) => {
+                return refuse(
+                    &daemon,
+                    ip,
+                    &path,
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "router_timeout",
+                    "the route did not accept the connection in time",
+                )
+            }
+        }
+    }
+
     // The slot goes with the task; if the upgrade never completes, dropping
     // it frees the place.
     let task_daemon = Arc::clone(&daemon);
@@ -339,6 +410,7 @@ pub async fn handle(
             route,
             identity,
             query,
+            prepared,
         });
         let daemon = Arc::clone(&task_daemon);
         task_daemon.spawn_connection(conn::run(daemon, accepted));

@@ -163,6 +163,7 @@ mod tests {
             rtt_ms: None,
             in_rate: Some(4.0),
             out_rate: Some(0.0),
+            upstream: None,
         };
         documented(
             concat!(

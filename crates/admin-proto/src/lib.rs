@@ -85,6 +85,6 @@ pub use response::{code, ErrorBody, Response};
 pub use results::{
     CertificateInfo, Changes, ConfigResult, ConnDetail, ConnRow, Connections, DrainResult,
     EvictPreview, EvictResult, LimitUse, ListenerInfo, Overage, PublishResult, ReloadInfo,
-    ReloadResult, Stats, WatchAck,
+    ReloadResult, Stats, UpstreamLeg, WatchAck,
 };
 pub use spec::{ListSpec, WatchSpec};

@@ -37,6 +37,19 @@ pub struct ConnRow {
     /// Messages out per second, like `in_rate`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub out_rate: Option<f64>,
+    /// Where the route's router relays this connection (the `proxy`
+    /// router's upstream) and how that leg stands; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<UpstreamLeg>,
+}
+
+/// A connection's upstream leg, as [`ConnRow::upstream`] shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpstreamLeg {
+    /// E.g. `ws://127.0.0.1:8000/ws/chat`.
+    pub target: String,
+    /// `open`, `closing`, `closed`.
+    pub state: String,
 }
 
 /// `show`: a row and the topics.
@@ -288,6 +301,7 @@ mod tests {
             rtt_ms,
             in_rate: None,
             out_rate: None,
+            upstream: None,
         }
     }
 
@@ -314,6 +328,7 @@ mod tests {
             rtt_ms: None,
             in_rate: None,
             out_rate: None,
+            upstream: None,
         };
         documented(
             r#"{"age_s":8.278669052,"bytes_in":56,"bytes_out":95,"connected_at":"2026-11-22T07:13:14.629Z","id":1,"idle_s":8.278,"ip":"10.1.2.3","msgs_in":1,"msgs_out":2,"queue":0,"route":"/ws","rtt_ms":null,"subscriptions":2,"topics":["news","inbox.alice"],"user":"alice"}"#,
@@ -329,6 +344,7 @@ mod tests {
         let watched = ConnRow {
             in_rate: Some(2.5),
             out_rate: Some(0.0),
+            upstream: None,
             ..row(4, 336.683446134, 16.517, Some(0.507))
         };
         documented(

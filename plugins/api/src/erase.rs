@@ -7,7 +7,10 @@
 use std::any::Any;
 use std::sync::Arc;
 
-use crate::{Close, Message, Router, Session};
+use crate::{
+    Accept, BoxFuture, Close, Closing, Identity, Inbound, Message, Refusal, Router, Session,
+    UpgradeRequest,
+};
 
 mod sealed {
     /// Implemented only by this module's `Bound` and `Erased`.
@@ -22,7 +25,7 @@ mod sealed {
 /// crate (write a [`Router`] instead):
 ///
 /// ```compile_fail
-/// use wsgate_plugin_api::{Close, Handler, Message, Session};
+/// use wsgate_plugin_api::{Close, Closing, Handler, Inbound, Message, Session};
 ///
 /// struct Mine;
 ///
@@ -30,6 +33,10 @@ mod sealed {
 ///     fn on_message(&mut self, _: &mut dyn Session, _: Message<'_>) -> Result<(), Close> {
 ///         Ok(())
 ///     }
+///     fn on_inbound(&mut self, _: &mut dyn Session, _: Inbound) -> Result<(), Close> {
+///         Ok(())
+///     }
+///     fn on_closing(&mut self, _: &mut dyn Session, _: &Closing) {}
 ///     fn on_rate_limited(&mut self, _: &mut dyn Session) {}
 ///     fn on_shutdown(&mut self, _: &mut dyn Session, _: u64) {}
 ///     fn on_close(self: Box<Self>, _: &mut dyn Session) {}
@@ -40,6 +47,8 @@ mod sealed {
 /// ```
 pub trait Handler: sealed::Sealed + Send {
     fn on_message(&mut self, session: &mut dyn Session, message: Message<'_>) -> Result<(), Close>;
+    fn on_inbound(&mut self, session: &mut dyn Session, message: Inbound) -> Result<(), Close>;
+    fn on_closing(&mut self, session: &mut dyn Session, closing: &Closing);
     fn on_rate_limited(&mut self, session: &mut dyn Session);
     fn on_shutdown(&mut self, session: &mut dyn Session, reconnect_after_ms: u64);
     fn on_close(self: Box<Self>, session: &mut dyn Session);
@@ -53,11 +62,20 @@ pub trait Handler: sealed::Sealed + Send {
 /// Only [`erase`] makes one; it cannot be implemented outside this crate:
 ///
 /// ```compile_fail
-/// use wsgate_plugin_api::{Close, DynRouter, Handler, Session};
+/// use wsgate_plugin_api::{
+///     Accept, BoxFuture, Close, DynRouter, Handler, Identity, Refusal, Session, UpgradeRequest,
+/// };
 ///
 /// struct Mine;
 ///
 /// impl DynRouter for Mine {
+///     fn accept<'a>(
+///         &'a self,
+///         _: &'a UpgradeRequest<'a>,
+///         _: &'a Identity,
+///     ) -> Option<BoxFuture<'a, Result<Accept, Refusal>>> {
+///         None
+///     }
 ///     fn open(&self, _: &mut dyn Session) -> Result<Box<dyn Handler>, Close> {
 ///         Err(Close::new(1011, "no"))
 ///     }
@@ -67,6 +85,13 @@ pub trait Handler: sealed::Sealed + Send {
 /// }
 /// ```
 pub trait DynRouter: sealed::Sealed + Send + Sync + 'static {
+    /// The router's [`Router::accept`] hook, before the 101.
+    fn accept<'a>(
+        &'a self,
+        request: &'a UpgradeRequest<'a>,
+        identity: &'a Identity,
+    ) -> Option<BoxFuture<'a, Result<Accept, Refusal>>>;
+
     /// A connection opened: runs the router's `on_open` and returns the
     /// handler for the connection's later events.
     fn open(&self, session: &mut dyn Session) -> Result<Box<dyn Handler>, Close>;
@@ -108,6 +133,14 @@ struct Erased<R: Router>(Arc<R>);
 impl<R: Router> sealed::Sealed for Erased<R> {}
 
 impl<R: Router> DynRouter for Erased<R> {
+    fn accept<'a>(
+        &'a self,
+        request: &'a UpgradeRequest<'a>,
+        identity: &'a Identity,
+    ) -> Option<BoxFuture<'a, Result<Accept, Refusal>>> {
+        self.0.accept(request, identity)
+    }
+
     fn open(&self, session: &mut dyn Session) -> Result<Box<dyn Handler>, Close> {
         let state = self.0.on_open(session)?;
         Ok(Box::new(Bound {
@@ -140,6 +173,14 @@ impl<R: Router> Handler for Bound<R> {
         self.router.on_message(&mut self.state, session, message)
     }
 
+    fn on_inbound(&mut self, session: &mut dyn Session, message: Inbound) -> Result<(), Close> {
+        self.router.on_inbound(&mut self.state, session, message)
+    }
+
+    fn on_closing(&mut self, session: &mut dyn Session, closing: &Closing) {
+        self.router.on_closing(&mut self.state, session, closing)
+    }
+
     fn on_rate_limited(&mut self, session: &mut dyn Session) {
         self.router.on_rate_limited(&mut self.state, session)
     }
@@ -162,7 +203,8 @@ impl<R: Router> Handler for Bound<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Identity, Outbound, RawValue, SendError, SubscribeError};
+    use crate::{ConnLimits, Outbound, Outlet, RawValue, SendError, SubscribeError};
+    use std::time::Duration;
 
     /// A session that records what is sent.
     #[derive(Default)]
@@ -196,6 +238,17 @@ mod tests {
         }
         fn publish(&mut self, _topic: &str, _data: &RawValue) -> usize {
             0
+        }
+        fn outlet(&self) -> Outlet {
+            Outlet::detached()
+        }
+        fn limits(&self) -> ConnLimits {
+            ConnLimits {
+                max_message_bytes: 1024,
+                ping_interval: Duration::ZERO,
+                pong_timeout: Duration::ZERO,
+                close_timeout: Duration::ZERO,
+            }
         }
     }
 

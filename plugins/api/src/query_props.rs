@@ -318,7 +318,10 @@ proptest! {
             let value = pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
             prop_assert_eq!(query_param(&query, key), value, "{:?} in {:?}", key, query);
         }
-        prop_assert_eq!(query_param(&query, &absent), None, "{:?}", query);
+        // Random keys may happen to be `absent` too.
+        if !pairs.iter().any(|(k, _)| *k == absent) {
+            prop_assert_eq!(query_param(&query, &absent), None, "{:?}", query);
+        }
     }
 
     #[test]

@@ -1,8 +1,13 @@
 //! Routing: the `Router` trait, the `Session` it acts through, and the messages between them.
 
+use std::any::Any;
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::{Bytes, DynRouter, Identity, OptionsError, RawValue, Table};
+use crate::{
+    Accept, BoxFuture, Bytes, DynRouter, Identity, Inbound, OptionsError, Outlet, RawValue,
+    Refusal, Table, UpgradeRequest,
+};
 
 /// An inbound data message, reassembled from its fragments.
 #[derive(Debug, Clone, Copy)]
@@ -53,6 +58,29 @@ impl Close {
     }
 }
 
+/// A close under way, as [`Router::on_closing`] is told of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Closing {
+    /// The code the client is sent (or sent, when it closed first).
+    pub code: u16,
+    pub reason: String,
+    /// The client sent the first close frame; otherwise wsgate closes (a
+    /// limit, an operator, a drain, the router itself).
+    pub by_client: bool,
+}
+
+/// The limits of the connection's route that a router acting on its own
+/// needs (e.g. for an upstream leg of its own), as in force when asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnLimits {
+    pub max_message_bytes: usize,
+    /// Zero: no heartbeat.
+    pub ping_interval: Duration,
+    pub pong_timeout: Duration,
+    /// `[server] close_timeout`: how long a close handshake may take.
+    pub close_timeout: Duration,
+}
+
 /// Why a send to the own connection failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {
@@ -91,6 +119,14 @@ pub trait Session: Send {
     /// Publishes `data` (any JSON) to a topic; returns how many connections'
     /// send queues took it.
     fn publish(&mut self, topic: &str, data: &RawValue) -> usize;
+    /// An owned handle to this connection, for a task of the router's own.
+    fn outlet(&self) -> Outlet;
+    /// The route's limits in force.
+    fn limits(&self) -> ConnLimits;
+    /// What [`Router::accept`] prepared ([`Accept::prepared`]), once.
+    fn take_prepared(&mut self) -> Option<Box<dyn Any + Send>> {
+        None
+    }
 }
 
 /// A router bound to one route, built from its `[routes.options]`.
@@ -99,6 +135,19 @@ pub trait Session: Send {
 /// hook, dropped after `on_close`.
 pub trait Router: Send + Sync + 'static {
     type State: Send + 'static;
+
+    /// Before the 101, after authentication and the caps: the router may
+    /// refuse the upgrade ([`Refusal`]: an HTTP answer), choose the
+    /// subprotocol the 101 carries and prepare the connection (e.g. dial an
+    /// upstream). `None` (the default): accepted as it is, at no cost. It
+    /// runs within `[server] handshake_timeout`.
+    fn accept<'a>(
+        &'a self,
+        _request: &'a UpgradeRequest<'a>,
+        _identity: &'a Identity,
+    ) -> Option<BoxFuture<'a, Result<Accept, Refusal>>> {
+        None
+    }
 
     /// The connection is open. Returning `Err` closes it with that code.
     fn on_open(&self, session: &mut dyn Session) -> Result<Self::State, Close>;
@@ -110,6 +159,27 @@ pub trait Router: Send + Sync + 'static {
         session: &mut dyn Session,
         message: Message<'_>,
     ) -> Result<(), Close>;
+
+    /// One inbound data message with its bytes, which a router may keep or
+    /// forward without a copy. The default hands it to
+    /// [`on_message`](Self::on_message).
+    fn on_inbound(
+        &self,
+        state: &mut Self::State,
+        session: &mut dyn Session,
+        message: Inbound,
+    ) -> Result<(), Close> {
+        match message.message() {
+            Some(m) => self.on_message(state, session, m),
+            None => Ok(()),
+        }
+    }
+
+    /// A close has started: the close frame is queued for the client (or
+    /// the client's arrived). `on_close` follows once the connection is
+    /// over. The default does nothing.
+    fn on_closing(&self, _state: &mut Self::State, _session: &mut dyn Session, _closing: &Closing) {
+    }
 
     /// An inbound message was dropped by the rate limit (`on_rate_limit =
     /// "drop"`). The default does nothing; a router with a reply protocol
@@ -140,4 +210,8 @@ pub trait RouterPlugin: Send + Sync + 'static {
     /// Validates `options` and builds the router for one route: return
     /// [`erase`](crate::erase)`(router)`.
     fn build(&self, options: &Table) -> Result<Arc<dyn DynRouter>, OptionsError>;
+
+    /// Registers the plugin's own metrics (once, at start; they are shown
+    /// under the `wsgate_` prefix). The default has none.
+    fn register_metrics(&self, _registry: &mut prometheus_client::registry::Registry) {}
 }

@@ -4,8 +4,8 @@
 
 use serde_json::{json, Value};
 use wsgate_plugin_api::{
-    check_topic, Identity, Message, OptionsError, Outbound, RawValue, Router, RouterPlugin,
-    SendError, Session, SubscribeError, Table,
+    check_topic, ConnLimits, Identity, Message, OptionsError, Outbound, Outlet, RawValue, Router,
+    RouterPlugin, SendError, Session, SubscribeError, Table,
 };
 
 use super::*;
@@ -123,6 +123,19 @@ impl Session for FakeSession {
     fn publish(&mut self, topic: &str, data: &RawValue) -> usize {
         self.publishes.push((topic.into(), data.get().into()));
         self.delivered
+    }
+
+    fn outlet(&self) -> Outlet {
+        Outlet::detached()
+    }
+
+    fn limits(&self) -> ConnLimits {
+        ConnLimits {
+            max_message_bytes: 65_536,
+            ping_interval: std::time::Duration::ZERO,
+            pong_timeout: std::time::Duration::ZERO,
+            close_timeout: std::time::Duration::ZERO,
+        }
     }
 }
 

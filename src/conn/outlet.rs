@@ -1,0 +1,57 @@
+//! The daemon's side of a router's [`Outlet`](wsgate_plugin_api::Outlet):
+//! the connection's shared handle, used from any task.
+
+use std::sync::Arc;
+
+use wsgate_plugin_api::{Close, Outbound, Port, SendError, Upstream};
+
+use crate::handle::{Conn, Offer};
+use crate::metrics::Metrics;
+use crate::ws::close;
+
+pub struct ConnPort {
+    pub conn: Arc<Conn>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Port for ConnPort {
+    fn send(&self, message: Outbound) -> Result<(), SendError> {
+        match self.conn.offer(message) {
+            Offer::Queued => Ok(()),
+            Offer::Full(why) => {
+                self.metrics.slow_consumer(why);
+                Err(SendError::QueueFull)
+            }
+            Offer::Closing => Err(SendError::Closing),
+        }
+    }
+
+    fn close(&self, c: Close) {
+        if close::may_be_received(c.code) {
+            self.conn.request_close(c.code, c.reason);
+        } else {
+            tracing::warn!(
+                conn = self.conn.id,
+                code = c.code,
+                "router asked for an invalid close code"
+            );
+            self.conn.request_close(close::INTERNAL, "internal error");
+        }
+    }
+
+    fn pause_reading(&self) {
+        self.conn.pause_reads();
+    }
+
+    fn resume_reading(&self) {
+        self.conn.resume_reads();
+    }
+
+    fn is_closing(&self) -> bool {
+        self.conn.closing()
+    }
+
+    fn set_upstream(&self, upstream: Option<Upstream>) {
+        self.conn.set_upstream(upstream);
+    }
+}
