@@ -204,6 +204,11 @@ impl Daemon {
     }
 
     /// Runs a connection's task where shutdown can wait for it.
+    /// Where connection tasks (and their routers' own) run.
+    pub fn tasks(&self) -> &TaskTracker {
+        &self.tasks
+    }
+
     pub fn spawn_connection<F>(&self, task: F)
     where
         F: Future<Output = ()> + Send + 'static,

@@ -5,7 +5,11 @@ use wsgate_plugin_api::{AuthPlugin, RouterPlugin};
 
 static AUTH: &[&dyn AuthPlugin] = &[&wsgate_auth_token::Plugin, &wsgate_auth_jwt::Plugin];
 
-static ROUTERS: &[&dyn RouterPlugin] = &[&wsgate_route_echo::Plugin, &wsgate_route_pubsub::Plugin];
+static ROUTERS: &[&dyn RouterPlugin] = &[
+    &wsgate_route_echo::Plugin,
+    &wsgate_route_pubsub::Plugin,
+    &wsgate_route_proxy::Plugin,
+];
 
 /// The auth plugin called `name`.
 pub fn auth(name: &str) -> Option<&'static dyn AuthPlugin> {

@@ -91,9 +91,11 @@ pub fn row_at(c: &Conn, now: Instant, rates: Option<Rates>) -> ConnRow {
         rtt_ms: rtt_ms(c),
         in_rate: rates.map(|r| r.msgs_in),
         out_rate: rates.map(|r| r.msgs_out),
-        upstream: c.upstream().map(|u| UpstreamLeg {
-            target: u.target.to_string(),
-            state: u.state.to_string(),
+        upstream: c.upstream().map(|u| {
+            Box::new(UpstreamLeg {
+                target: u.target.to_string(),
+                state: u.state.to_string(),
+            })
         }),
     }
 }

@@ -103,6 +103,7 @@ pub async fn run(daemon: Arc<Daemon>, accepted: Box<Accepted>) {
     let session = ConnSession {
         hub: daemon.hub(),
         metrics: daemon.metrics_handle(),
+        tasks: daemon.tasks(),
         conn: &conn,
         id: conn.id.to_string(),
         identity,

@@ -4,7 +4,7 @@ use std::any::Any;
 use std::sync::Arc;
 
 use wsgate_plugin_api::{
-    ConnLimits, Identity, Outbound, Outlet, RawValue, SendError, Session, SubscribeError,
+    BoxFuture, ConnLimits, Identity, Outbound, Outlet, RawValue, SendError, Session, SubscribeError,
 };
 
 use super::outlet::ConnPort;
@@ -16,6 +16,8 @@ use crate::metrics::Metrics;
 pub struct ConnSession<'a> {
     pub hub: &'a Hub,
     pub metrics: &'a Arc<Metrics>,
+    /// Where the daemon's connection tasks run (a drain waits for them).
+    pub tasks: &'a tokio_util::task::TaskTracker,
     pub conn: &'a Arc<Conn>,
     pub id: String,
     pub identity: Identity,
@@ -99,6 +101,10 @@ impl Session for ConnSession<'_> {
 
     fn limits(&self) -> ConnLimits {
         self.limits
+    }
+
+    fn spawn(&self, task: BoxFuture<'static, ()>) {
+        self.tasks.spawn(task);
     }
 
     fn take_prepared(&mut self) -> Option<Box<dyn Any + Send>> {

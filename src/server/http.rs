@@ -91,7 +91,7 @@ pub async fn handle(
             "use GET",
         ),
         (_, "/api/publish") => publish(&daemon, peer, req).await,
-        _ => upgrade::handle(daemon, peer, accepted, req).await,
+        _ => upgrade::handle(daemon, peer, accepted, served.tls, req).await,
     }
 }
 

@@ -36,6 +36,8 @@ pub struct Served {
     /// The listener's name (logs, metrics).
     pub listener: Arc<str>,
     pub services: Services,
+    /// Whether the listener speaks TLS (`wss://`).
+    pub tls: bool,
 }
 
 /// Pause after a failed accept (e.g. out of file descriptors), so the loop
@@ -126,6 +128,7 @@ async fn connection(
             Served {
                 listener: Arc::clone(&l.name),
                 services: l.services,
+                tls: l.tls.is_some(),
             },
             l.config
                 .proxy_protocol

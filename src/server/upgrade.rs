@@ -164,6 +164,7 @@ pub async fn handle(
     daemon: Arc<Daemon>,
     peer: SocketAddr,
     accepted: Instant,
+    secure: bool,
     mut req: Request<Incoming>,
 ) -> Response<Body> {
     let settings = daemon.settings();
@@ -240,6 +241,7 @@ pub async fn handle(
                 query: query.as_deref(),
                 headers: req.headers(),
                 client_ip: ip,
+                secure,
             };
             let limit = daemon.settings().config.server.handshake_timeout;
             match tokio::time::timeout(limit, auth.authenticate(&request)).await {
@@ -336,6 +338,7 @@ pub async fn handle(
             query: query.as_deref(),
             headers: req.headers(),
             client_ip: ip,
+            secure,
         },
         &identity,
     ) {

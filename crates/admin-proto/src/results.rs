@@ -40,7 +40,7 @@ pub struct ConnRow {
     /// Where the route's router relays this connection (the `proxy`
     /// router's upstream) and how that leg stands; absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub upstream: Option<UpstreamLeg>,
+    pub upstream: Option<Box<UpstreamLeg>>,
 }
 
 /// A connection's upstream leg, as [`ConnRow::upstream`] shows it.

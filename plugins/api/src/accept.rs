@@ -109,7 +109,9 @@ impl Inbound {
     /// hands over).
     pub fn message(&self) -> Option<Message<'_>> {
         if self.text {
-            simdutf8::basic::from_utf8(&self.data).ok().map(Message::Text)
+            simdutf8::basic::from_utf8(&self.data)
+                .ok()
+                .map(Message::Text)
         } else {
             Some(Message::Binary(&self.data))
         }

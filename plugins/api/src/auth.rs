@@ -15,6 +15,8 @@ pub struct UpgradeRequest<'a> {
     pub headers: &'a HeaderMap,
     /// The client address (after `trusted_proxies` are applied).
     pub client_ip: IpAddr,
+    /// Whether the client connected over TLS (`wss://`).
+    pub secure: bool,
 }
 
 impl UpgradeRequest<'_> {

@@ -242,6 +242,7 @@ mod tests {
         fn outlet(&self) -> Outlet {
             Outlet::detached()
         }
+        fn spawn(&self, _task: crate::BoxFuture<'static, ()>) {}
         fn limits(&self) -> ConnLimits {
             ConnLimits {
                 max_message_bytes: 1024,

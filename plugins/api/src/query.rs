@@ -39,6 +39,7 @@ mod tests {
             query,
             headers,
             client_ip: IpAddr::from([127, 0, 0, 1]),
+            secure: false,
         }
     }
 

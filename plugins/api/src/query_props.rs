@@ -107,6 +107,7 @@ fn request<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> UpgradeRequest
         query,
         headers,
         client_ip: IpAddr::from([127, 0, 0, 1]),
+        secure: false,
     }
 }
 

@@ -123,6 +123,10 @@ pub trait Session: Send {
     fn outlet(&self) -> Outlet;
     /// The route's limits in force.
     fn limits(&self) -> ConnLimits;
+    /// Runs a task of the router's own for this connection (e.g. an
+    /// upstream leg) on the daemon's runtime; a drain waits for it as for
+    /// the connection itself.
+    fn spawn(&self, task: BoxFuture<'static, ()>);
     /// What [`Router::accept`] prepared ([`Accept::prepared`]), once.
     fn take_prepared(&mut self) -> Option<Box<dyn Any + Send>> {
         None

@@ -370,6 +370,7 @@ mod tests {
             query: None,
             headers: &headers,
             client_ip: IpAddr::from([127, 0, 0, 1]),
+            secure: false,
         };
         block_on(auth.authenticate(&request))
     }
@@ -421,6 +422,7 @@ mod tests {
             query: Some(&query),
             headers: &headers,
             client_ip: IpAddr::from([127, 0, 0, 1]),
+            secure: false,
         };
         let identity = block_on(auth.authenticate(&request)).expect("accepted");
         assert_eq!(identity.user.as_deref(), Some("alice"));

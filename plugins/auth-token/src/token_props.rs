@@ -54,6 +54,7 @@ fn authenticate(
         query,
         headers: &headers,
         client_ip: IpAddr::from([127, 0, 0, 1]),
+        secure: false,
     };
     block_on(auth.authenticate(&request))
 }

@@ -129,6 +129,8 @@ impl Session for FakeSession {
         Outlet::detached()
     }
 
+    fn spawn(&self, _task: wsgate_plugin_api::BoxFuture<'static, ()>) {}
+
     fn limits(&self) -> ConnLimits {
         ConnLimits {
             max_message_bytes: 65_536,
