@@ -111,6 +111,8 @@ pub struct Leg<S> {
     failed: bool,
     /// This leg paused the client's reads.
     paused: bool,
+    /// `rbuf` holds what the upstream sent behind its 101, not yet decoded.
+    leftover: bool,
     next_ping: Option<Instant>,
     pong_due: Option<Instant>,
     /// When a close handshake with the upstream is given up on.
@@ -148,6 +150,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Leg<S> {
             got_close: false,
             failed: false,
             paused: false,
+            leftover: !leftover.is_empty(),
             next_ping: ping,
             pong_due: None,
             close_due: None,
@@ -260,8 +263,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Leg<S> {
             return false;
         }
         let mut progressed = false;
-        // Frames that came right behind the 101 first.
-        if !self.rbuf.is_empty() {
+        // Frames that came right behind the 101 first (once: what is left
+        // of them is a partial frame that waits for more bytes).
+        if self.leftover {
+            self.leftover = false;
             self.relay();
             progressed = true;
         }
