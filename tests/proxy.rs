@@ -82,6 +82,8 @@ impl Upstream {
     }
 }
 
+// tungstenite's handshake callback returns its own (large) error response.
+#[allow(clippy::result_large_err)]
 async fn serve_one(tcp: TcpStream, all: Arc<Mutex<Vec<Seen>>>) {
     let slot = Arc::new(Mutex::new(Seen::default()));
     let record = Arc::clone(&slot);
