@@ -209,12 +209,17 @@ async fn messages_go_both_ways_with_the_user_the_subprotocol_and_the_forwarded_h
         ("cookie", "session=abc"),
         ("x-wsgate-user", "mallory"),
         ("x-private", "not forwarded"),
+        ("sec-websocket-extensions", "permessage-deflate"),
     ] {
         req.headers_mut().insert(k, v.parse().expect("value"));
     }
     let (mut ws, resp) = tokio_tungstenite::connect_async(req)
         .await
         .expect("connect through the proxy");
+    assert!(
+        resp.headers().get("sec-websocket-extensions").is_none(),
+        "no extension is negotiated with the client"
+    );
     assert_eq!(
         resp.headers()
             .get("sec-websocket-protocol")
@@ -641,4 +646,81 @@ async fn a_python_websockets_app_behind_the_proxy() {
     assert_eq!(expect_close(&mut bob).await, (4200, "see you".to_string()));
     let _ = app.kill();
     let _ = app.wait();
+}
+
+#[tokio::test]
+async fn an_upstream_that_misses_its_pongs_is_a_bad_gateway() {
+    let (addr, upstream) = stalled_upstream().await;
+    let d = Daemon::start(&format!(
+        "{}[routes.limits]\nping_interval = \"100ms\"\npong_timeout = \"200ms\"\n",
+        proxy_config(&format!("ws://{addr}/ws"), "", "")
+    ))
+    .await;
+    let (code, reason) = close_after(&d, "/ws/chat?access_token=tok-alice", "anyone?").await;
+    assert_eq!(
+        (code, reason.as_str()),
+        (1014, "upstream did not answer a ping")
+    );
+    upstream.abort();
+}
+
+#[tokio::test]
+async fn a_wss_upstream_is_dialled_with_the_configured_ca() {
+    // The upstream: another wsgate, echoing on a TLS listener with a
+    // certificate of a CA of the test's own.
+    let certs = tempfile::tempdir().expect("tempdir");
+    let ca_key = rcgen::KeyPair::generate().expect("CA key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("CA");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .expect("params")
+        .signed_by(&key, &ca, &ca_key)
+        .expect("sign");
+    let dir = certs.path();
+    std::fs::write(dir.join("ca.crt"), ca.pem()).expect("write");
+    std::fs::write(dir.join("up.crt"), cert.pem()).expect("write");
+    std::fs::write(dir.join("up.key"), key.serialize_pem()).expect("write");
+    let upstream = Daemon::start(&format!(
+        r#"
+[server]
+watch_config = false
+[[server.listeners]]
+name = "tls"
+address = "127.0.0.1:0"
+tls = {{ cert_file = "{dir}/up.crt", key_file = "{dir}/up.key" }}
+[[routes]]
+path = "/ws/echo"
+router = "echo"
+"#,
+        dir = dir.display()
+    ))
+    .await;
+    let port = upstream.listener("tls").await.port();
+    let ca_file = format!("ca_file = \"{}/ca.crt\"", dir.display());
+    let d = Daemon::start(&proxy_config(
+        &format!("wss://localhost:{port}/ws/echo"),
+        &ca_file,
+        "",
+    ))
+    .await;
+    let mut ws = d.connect("/ws/chat?access_token=tok-alice").await;
+    ws.send(Message::text("over TLS")).await.expect("send");
+    assert_eq!(recv(&mut ws).await, Message::text("over TLS"));
+
+    // An upstream whose certificate the CA did not sign is unreachable.
+    let other = tempfile::tempdir().expect("tempdir");
+    let stranger =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("self-signed");
+    std::fs::write(other.path().join("ca.crt"), stranger.cert.pem()).expect("write");
+    let wrong = format!("ca_file = \"{}/ca.crt\"", other.path().display());
+    let d = Daemon::start(&proxy_config(
+        &format!("wss://localhost:{port}/ws/echo"),
+        &wrong,
+        "",
+    ))
+    .await;
+    let (status, body) = d.refused("/ws/chat?access_token=tok-alice", &[]).await;
+    assert_eq!(status, 502, "{body}");
 }
