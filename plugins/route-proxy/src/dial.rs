@@ -297,8 +297,12 @@ fn build_request(
         }
     }
     if let Some(user) = &identity.user {
-        if let Ok(value) = HeaderValue::from_str(user) {
-            builder = builder.header(&options.user_header, value);
+        match HeaderValue::from_str(user) {
+            Ok(value) => builder = builder.header(&options.user_header, value),
+            Err(_) => tracing::warn!(
+                header = %options.user_header,
+                "the user id is not a valid header value; the upstream is not told the user"
+            ),
         }
     }
     let ip: IpAddr = request.client_ip;
