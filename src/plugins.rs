@@ -9,6 +9,7 @@ static ROUTERS: &[&dyn RouterPlugin] = &[
     &wsgate_route_echo::Plugin,
     &wsgate_route_pubsub::Plugin,
     &wsgate_route_proxy::Plugin,
+    &wsgate_route_callback::Plugin,
 ];
 
 /// The auth plugin called `name`.
