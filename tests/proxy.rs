@@ -328,8 +328,8 @@ async fn an_upstream_that_is_down_before_or_during_a_connection_is_a_bad_gateway
     assert_eq!((code, reason.as_str()), (1014, "upstream connection lost"));
 }
 
-/// Sends one text message and returns the close frame that comes back,
-/// with a client made of wsgate's own codec (its client side): tungstenite
+/// Sends one text message and returns the close frame that comes back
+/// (answering pings meanwhile), with a client made of wsgate's own codec (its client side): tungstenite
 /// takes 1014 (bad gateway, registered by IANA in 2016) for an invalid
 /// code and reports a protocol error of its own instead.
 async fn close_after(d: &Daemon, path: &str, text: &str) -> (u16, String) {
@@ -363,6 +363,11 @@ async fn close_after(d: &Daemon, path: &str, text: &str) -> (u16, String) {
     loop {
         match decoder.decode(&mut buf, 1 << 20).expect("valid frames") {
             Ok(Event::Close(code, reason)) => return (code.unwrap_or(1005), reason),
+            Ok(Event::Ping(payload)) => {
+                let mut pong = BytesMut::new();
+                encode_masked(&mut pong, OpCode::Pong, &payload, [1, 2, 3, 4]);
+                tcp.write_all(&pong).await.expect("write");
+            }
             Ok(_) => continue,
             Err(Need::Bytes(_)) => {
                 let n = tokio::time::timeout(PATIENCE, tcp.read_buf(&mut buf))

@@ -1,31 +1,36 @@
-//! The upstream leg of one proxied connection: a task of its own that
-//! relays message by message between the upstream's socket and the
-//! client's connection ([`Outlet`]), with wsgate's codec on the client side
-//! (it masks what it sends).
+//! The upstream leg of one proxied connection: the upstream's socket, the
+//! frames written to it and a task of its own that reads it, with wsgate's
+//! codec on the client side (it masks what it sends).
 //!
-//! Both directions are bounded:
+//! Client → upstream, a message is framed by the client's own task
+//! ([`Shared::push`]) and, on a plain TCP upstream with nothing waiting
+//! before it, written to the socket there and then: a relayed message
+//! costs no hand-over between tasks. What the socket does not take waits
+//! in the leg's write buffer, which the leg's task writes out; while it is
+//! not empty the client's reads are paused, so at most what the client's
+//! task had already read waits here.
 //!
-//! - upstream → client: each message goes into the connection's send
-//!   queue, whose bounds close a client that does not keep up with 4002;
-//! - client → upstream: while the upstream's socket leaves output unsent,
-//!   the client's reads are paused, so at most what the client task had
-//!   already read waits here.
+//! Upstream → client, the leg's task reads the upstream and puts each
+//! message into the client connection's send queue, whose bounds close a
+//! client that does not keep up with 4002.
 //!
 //! The leg holds no buffer while idle: a read borrows the thread's spare
 //! buffer and gives it back once its frames are out; the write buffer is
 //! freed whenever it runs empty.
 
-use std::collections::VecDeque;
 use std::future::Future;
+use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
 use atomic_waker::AtomicWaker;
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::AsyncWrite;
+use tokio::net::TcpStream;
 use tokio::time::Sleep;
+use tokio_rustls::client::TlsStream;
 use wsgate_plugin_api::{Close, ConnLimits, Outbound, Outlet, SendError, Upstream};
 use wsgate_ws::close;
 use wsgate_ws::codec::{self, Decoder, Event, Need, OpCode};
@@ -33,48 +38,179 @@ use wsgate_ws::codec::{self, Decoder, Event, Need, OpCode};
 /// Bytes read per read call when no larger frame is expected.
 const READ_CHUNK: usize = 4096;
 
-/// Close codes of wsgate for a failed upstream leg (docs/protocol.md).
+/// The close code of a failed upstream leg (docs/protocol.md).
 pub const BAD_GATEWAY: u16 = 1014;
 
 thread_local! {
     /// A read buffer lent to whichever leg of this thread reads next.
     static READ_SPARE: std::cell::Cell<BytesMut> = std::cell::Cell::new(BytesMut::new());
+    /// Where a client's message is framed before it is written straight
+    /// to the upstream, shared by the connections of this thread.
+    static FRAME: std::cell::Cell<BytesMut> = std::cell::Cell::new(BytesMut::new());
 }
 
-/// What the client's side (the router's hooks) hands the leg.
-#[derive(Default)]
+/// The upstream's socket, as the leg reads and writes it.
+pub enum Io {
+    /// Shared with [`Shared`], which writes to it from the client's task.
+    Plain(Arc<TcpStream>),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Io {
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
+        match self {
+            Io::Plain(s) => loop {
+                ready!(s.poll_read_ready(cx))?;
+                match s.try_read_buf(buf) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    r => return Poll::Ready(r),
+                }
+            },
+            Io::Tls(t) => tokio_util::io::poll_read_buf(Pin::new(t), cx, buf),
+        }
+    }
+
+    fn poll_write(&mut self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        match self {
+            Io::Plain(s) => loop {
+                ready!(s.poll_write_ready(cx))?;
+                match s.try_write(data) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    r => return Poll::Ready(r),
+                }
+            },
+            Io::Tls(t) => Pin::new(t).poll_write(cx, data),
+        }
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Io::Plain(_) => Poll::Ready(Ok(())),
+            Io::Tls(t) => Pin::new(t).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            // The socket closes when the leg drops it.
+            Io::Plain(_) => Poll::Ready(Ok(())),
+            Io::Tls(t) => Pin::new(t).poll_shutdown(cx),
+        }
+    }
+}
+
+/// The write side of the leg, shared by the client's task and the leg's.
 pub struct Shared {
-    outbox: Mutex<Outbox>,
+    out: Mutex<Out>,
     waker: AtomicWaker,
+    /// A plain TCP upstream, which the client's task writes to itself.
+    direct: Option<Arc<TcpStream>>,
 }
 
-#[derive(Default)]
-struct Outbox {
-    messages: VecDeque<(OpCode, Bytes)>,
-    /// The close to send upstream (the first one asked for).
+struct Out {
+    /// Frames the socket has not taken yet.
+    wbuf: BytesMut,
+    /// Masks for what this leg sends.
+    rng: fastrand::Rng,
+    /// A close the client's side asked for, until the leg sends it.
     close: Option<(u16, String)>,
+    /// A close frame is queued or written: nothing more is.
+    sent_close: bool,
+    /// The socket failed or the leg is over: nothing more is written.
+    failed: bool,
 }
 
-fn lock(m: &Mutex<Outbox>) -> MutexGuard<'_, Outbox> {
-    // The data stays consistent: every change is a single push or take.
+impl Out {
+    fn mask(&mut self) -> [u8; 4] {
+        self.rng.u32(..).to_ne_bytes()
+    }
+
+    fn frame(&mut self, opcode: OpCode, payload: &[u8]) {
+        let mask = self.mask();
+        codec::encode_masked(&mut self.wbuf, opcode, payload, mask);
+    }
+
+    fn open(&self) -> bool {
+        !self.sent_close && !self.failed
+    }
+}
+
+fn lock(m: &Mutex<Out>) -> MutexGuard<'_, Out> {
+    // The data stays consistent: every change is made whole under the lock.
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Writes as much of `data` as the socket takes now; `Err` when it failed.
+fn write_now(socket: &TcpStream, data: &[u8]) -> io::Result<usize> {
+    let mut written = 0;
+    while written < data.len() {
+        match socket.try_write(&data[written..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(written)
+}
+
 impl Shared {
-    /// A client message for the upstream.
-    pub fn push(&self, text: bool, data: Bytes) {
+    pub fn new(direct: Option<Arc<TcpStream>>) -> Self {
+        Self {
+            out: Mutex::new(Out {
+                wbuf: BytesMut::new(),
+                rng: fastrand::Rng::new(),
+                close: None,
+                sent_close: false,
+                failed: false,
+            }),
+            waker: AtomicWaker::new(),
+            direct,
+        }
+    }
+
+    /// A client message for the upstream (dropped once the leg is closing).
+    pub fn push(&self, text: bool, data: &[u8]) {
         let opcode = if text { OpCode::Text } else { OpCode::Binary };
-        lock(&self.outbox).messages.push_back((opcode, data));
-        self.waker.wake();
+        let mut out = lock(&self.out);
+        if !out.open() {
+            return;
+        }
+        if !out.wbuf.is_empty() {
+            // The leg is writing what waits: this goes behind it.
+            out.frame(opcode, data);
+            return;
+        }
+        let handed = match &self.direct {
+            Some(socket) => {
+                let mut frame = FRAME.take();
+                frame.clear();
+                let mask = out.mask();
+                codec::encode_masked(&mut frame, opcode, data, mask);
+                // A failure is left to the leg, which finds it writing.
+                let written = write_now(socket, &frame).unwrap_or(0);
+                out.wbuf.extend_from_slice(&frame[written..]);
+                FRAME.set(frame);
+                !out.wbuf.is_empty()
+            }
+            None => {
+                out.frame(opcode, data);
+                true
+            }
+        };
+        drop(out);
+        if handed {
+            self.waker.wake();
+        }
     }
 
     /// Closes the upstream leg with `code` (after what was pushed); the
     /// first close wins.
     pub fn close(&self, code: u16, reason: &str) {
-        let mut outbox = lock(&self.outbox);
-        if outbox.close.is_none() {
-            outbox.close = Some((code, reason.to_string()));
-            drop(outbox);
+        let mut out = lock(&self.out);
+        if out.close.is_none() && !out.sent_close {
+            out.close = Some((code, reason.to_string()));
+            drop(out);
             self.waker.wake();
         }
     }
@@ -91,24 +227,16 @@ fn for_client(code: Option<u16>) -> u16 {
 }
 
 /// The leg of one connection, as a future that ends when the leg is over.
-pub struct Leg<S> {
-    io: S,
+pub struct Leg {
+    io: Io,
     shared: Arc<Shared>,
     outlet: Outlet,
     url: Arc<str>,
     limits: ConnLimits,
     decoder: Decoder,
     rbuf: BytesMut,
-    wbuf: BytesMut,
-    /// Masks for what this leg sends.
-    rng: fastrand::Rng,
-    /// A close frame was queued for the upstream.
-    sent_close: bool,
     /// The upstream's close frame arrived.
     got_close: bool,
-    /// The leg failed: once the write buffer is out, it ends without
-    /// waiting for the upstream.
-    failed: bool,
     /// This leg paused the client's reads.
     paused: bool,
     /// `rbuf` holds what the upstream sent behind its 101, not yet decoded.
@@ -121,9 +249,9 @@ pub struct Leg<S> {
     armed: Option<Instant>,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Leg<S> {
+impl Leg {
     pub fn new(
-        io: S,
+        io: Io,
         leftover: Bytes,
         shared: Arc<Shared>,
         outlet: Outlet,
@@ -144,11 +272,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Leg<S> {
             limits,
             decoder: Decoder::client(),
             rbuf: BytesMut::from(&leftover[..]),
-            wbuf: BytesMut::new(),
-            rng: fastrand::Rng::new(),
-            sent_close: false,
             got_close: false,
-            failed: false,
             paused: false,
             leftover: !leftover.is_empty(),
             next_ping: ping,
@@ -157,10 +281,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Leg<S> {
             sleep: Box::pin(tokio::time::sleep_until(now.into())),
             armed: None,
         }
-    }
-
-    fn mask(&mut self) -> [u8; 4] {
-        self.rng.u32(..).to_ne_bytes()
     }
 
     fn state(&self, state: &'static str) {
@@ -172,78 +292,60 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Leg<S> {
 
     /// Queues a close frame for the upstream (once) and waits for its
     /// answer until `close_timeout`.
-    fn send_close(&mut self, code: u16, reason: &str) {
-        if self.sent_close {
+    fn send_close(&mut self, out: &mut Out, code: Option<u16>, reason: &str) {
+        if out.sent_close {
             return;
         }
-        let mask = self.mask();
-        codec::encode_close_masked(&mut self.wbuf, Some(code), reason, mask);
-        self.sent_close = true;
+        let mask = out.mask();
+        codec::encode_close_masked(&mut out.wbuf, code, reason, mask);
+        out.sent_close = true;
         self.close_due = Some(Instant::now() + self.limits.close_timeout);
         self.state("closing");
     }
 
     /// The upstream is gone or broke the protocol: the client is closed
-    /// with `code` and the leg ends.
-    fn fail(&mut self, code: u16, reason: &str) {
+    /// with `code` and the leg ends once its last output is written.
+    fn fail(&mut self, out: &mut Out, code: u16, reason: &str) {
         tracing::debug!(upstream = %self.url, code, reason, "upstream leg failed");
         if !self.got_close {
             self.outlet.close(Close::new(code, reason));
         }
-        self.failed = true;
+        out.failed = true;
     }
 
     /// The upstream's socket is gone: nothing more can be written to it.
-    fn lost(&mut self) {
-        self.wbuf.clear();
-        self.fail(BAD_GATEWAY, "upstream connection lost");
+    fn lost(&mut self, out: &mut Out) {
+        out.wbuf.clear();
+        self.fail(out, BAD_GATEWAY, "upstream connection lost");
     }
 
-    /// Moves what the client sent into the write buffer.
-    fn take_outbox(&mut self) -> bool {
-        let (messages, close) = {
-            let mut outbox = lock(&self.shared.outbox);
-            if outbox.messages.is_empty() && (outbox.close.is_none() || self.sent_close) {
-                return false;
+    /// Sends the close the client's side asked for; `true` if there was one.
+    fn take_close(&mut self, out: &mut Out) -> bool {
+        match out.close.take() {
+            Some((code, reason)) => {
+                self.send_close(out, Some(code), &reason);
+                true
             }
-            (
-                std::mem::take(&mut outbox.messages),
-                if self.sent_close {
-                    None
-                } else {
-                    outbox.close.take()
-                },
-            )
-        };
-        if !self.sent_close && !self.failed {
-            for (opcode, data) in &messages {
-                let mask = self.mask();
-                codec::encode_masked(&mut self.wbuf, *opcode, data, mask);
-            }
+            None => false,
         }
-        if let Some((code, reason)) = close {
-            self.send_close(code, &reason);
-        }
-        true
     }
 
-    /// Writes what is pending; `Err` when the socket failed.
-    fn write(&mut self, cx: &mut Context<'_>) -> Result<(), std::io::Error> {
-        while !self.wbuf.is_empty() {
-            match Pin::new(&mut self.io).poll_write(cx, &self.wbuf) {
-                Poll::Ready(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
-                Poll::Ready(Ok(n)) => {
-                    let _ = self.wbuf.split_to(n);
+    /// Writes what is pending, and pauses or resumes the client's reads.
+    fn write(&mut self, out: &mut Out, cx: &mut Context<'_>) {
+        while !out.wbuf.is_empty() {
+            match self.io.poll_write(cx, &out.wbuf) {
+                Poll::Ready(Ok(n)) if n > 0 => {
+                    let _ = out.wbuf.split_to(n);
                 }
-                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Ready(_) => return self.lost(out),
                 Poll::Pending => break,
             }
         }
-        if self.wbuf.is_empty() {
+        if out.wbuf.is_empty() {
             // Give a burst's memory back; TLS flushes its records.
-            self.wbuf = BytesMut::new();
-            if let Poll::Ready(Err(e)) = Pin::new(&mut self.io).poll_flush(cx) {
-                return Err(e);
+            out.wbuf = BytesMut::new();
+            if let Poll::Ready(Err(_)) = self.io.poll_flush(cx) {
+                return self.lost(out);
             }
             if self.paused {
                 self.paused = false;
@@ -254,14 +356,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Leg<S> {
             self.paused = true;
             self.outlet.pause_reading();
         }
-        Ok(())
     }
 
     /// Reads and relays what the upstream sent; `true` if anything was read.
     fn read(&mut self, cx: &mut Context<'_>) -> bool {
-        if self.failed {
-            return false;
-        }
         let mut progressed = false;
         // Frames that came right behind the 101 first (once: what is left
         // of them is a partial frame that waits for more bytes).
@@ -271,7 +369,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Leg<S> {
             progressed = true;
         }
         loop {
-            if self.failed || self.got_close {
+            if self.got_close || lock(&self.shared.out).failed {
                 break;
             }
             if self.rbuf.is_empty() {
@@ -280,17 +378,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Leg<S> {
             }
             // The decoder reserved room for a larger frame it waits for.
             self.rbuf.reserve(READ_CHUNK);
-            match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf) {
-                Poll::Ready(Ok(0)) => {
-                    self.lost();
-                    break;
-                }
-                Poll::Ready(Ok(_)) => {
+            match self.io.poll_read(cx, &mut self.rbuf) {
+                Poll::Ready(Ok(n)) if n > 0 => {
                     progressed = true;
                     self.relay();
                 }
-                Poll::Ready(Err(_)) => {
-                    self.lost();
+                Poll::Ready(_) => {
+                    let shared = Arc::clone(&self.shared);
+                    self.lost(&mut lock(&shared.out));
                     break;
                 }
                 Poll::Pending => break,
@@ -304,8 +399,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Leg<S> {
 
     /// Handles every complete frame in the read buffer.
     fn relay(&mut self) {
+        let shared = Arc::clone(&self.shared);
         loop {
-            if self.failed || self.got_close {
+            if self.got_close {
                 self.rbuf.clear();
                 return;
             }
@@ -320,8 +416,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Leg<S> {
                     return;
                 }
                 Err(e) => {
-                    self.send_close(e.close_code(), &e.to_string());
-                    self.fail(BAD_GATEWAY, &format!("upstream {e}"));
+                    let mut out = lock(&shared.out);
+                    self.send_close(&mut out, Some(e.close_code()), &e.to_string());
+                    self.fail(&mut out, BAD_GATEWAY, &format!("upstream {e}"));
+                    self.rbuf.clear();
                     return;
                 }
             };
@@ -329,22 +427,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Leg<S> {
                 Event::Text(data) => self.forward(Outbound::Text(data)),
                 Event::Binary(data) => self.forward(Outbound::Binary(data)),
                 Event::Ping(payload) => {
-                    if !self.sent_close {
-                        let mask = self.mask();
-                        codec::encode_masked(&mut self.wbuf, OpCode::Pong, &payload, mask);
+                    let mut out = lock(&shared.out);
+                    if out.open() {
+                        out.frame(OpCode::Pong, &payload);
                     }
                 }
                 Event::Pong(_) => self.pong_due = None,
                 Event::Close(code, reason) => {
                     self.got_close = true;
-                    if !self.sent_close {
+                    let mut out = lock(&shared.out);
+                    if !out.sent_close {
                         // The upstream closes: the client is told with its
                         // code and reason, the upstream is answered.
                         self.outlet.close(Close::new(for_client(code), reason));
-                        let mask = self.mask();
-                        codec::encode_close_masked(&mut self.wbuf, code, "", mask);
-                        self.sent_close = true;
-                        self.state("closing");
+                        self.send_close(&mut out, code, "");
                     }
                 }
             }
@@ -352,7 +448,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Leg<S> {
     }
 
     fn forward(&mut self, message: Outbound) {
-        if self.sent_close {
+        if !lock(&self.shared.out).open() {
             // The client's side is closing: nothing more goes to it.
             return;
         }
@@ -365,24 +461,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Leg<S> {
     }
 
     /// Acts on a deadline that passed; `true` if one did.
-    fn timers(&mut self, cx: &mut Context<'_>) -> bool {
+    fn timers(&mut self, out: &mut Out, cx: &mut Context<'_>) -> bool {
         let now = Instant::now();
         if self.close_due.is_some_and(|t| t <= now) {
             // The upstream did not answer the close (or take it): TCP is
             // dropped.
-            self.failed = true;
-            self.wbuf.clear();
+            self.close_due = None;
+            out.wbuf.clear();
+            out.failed = true;
             return true;
         }
         if self.pong_due.is_some_and(|t| t <= now) {
             self.pong_due = None;
-            self.send_close(close::GOING_AWAY, "no pong in time");
-            self.fail(BAD_GATEWAY, "upstream did not answer a ping");
+            self.send_close(out, Some(close::GOING_AWAY), "no pong in time");
+            self.fail(out, BAD_GATEWAY, "upstream did not answer a ping");
             return true;
         }
-        if !self.sent_close && self.next_ping.is_some_and(|t| t <= now) {
-            let mask = self.mask();
-            codec::encode_masked(&mut self.wbuf, OpCode::Ping, &[], mask);
+        if out.open() && self.next_ping.is_some_and(|t| t <= now) {
+            out.frame(OpCode::Ping, &[]);
             self.next_ping = Some(now + self.limits.ping_interval);
             if self.pong_due.is_none() {
                 self.pong_due = Some(now + self.limits.pong_timeout);
@@ -391,7 +487,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Leg<S> {
         }
         let next = [self.close_due, self.pong_due]
             .into_iter()
-            .chain((!self.sent_close).then_some(self.next_ping))
+            .chain(out.open().then_some(self.next_ping))
             .flatten()
             .min();
         let Some(next) = next else {
@@ -410,26 +506,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Leg<S> {
 
     /// Whether the leg is over: closed both ways (or failed) and its last
     /// output written.
-    fn over(&self) -> bool {
-        self.wbuf.is_empty() && (self.failed || (self.sent_close && self.got_close))
+    fn over(&self, out: &Out) -> bool {
+        out.wbuf.is_empty() && (out.failed || (out.sent_close && self.got_close))
     }
 
     fn poll_leg(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let shared = Arc::clone(&self.shared);
         loop {
-            self.shared.waker.register(cx.waker());
-            let taken = self.take_outbox();
-            if self.write(cx).is_err() {
-                self.lost();
-            }
-            if self.over() {
-                if self.sent_close && self.got_close && !self.failed {
-                    let _ = Pin::new(&mut self.io).poll_shutdown(cx);
+            shared.waker.register(cx.waker());
+            let mut out = lock(&shared.out);
+            let closed = self.take_close(&mut out);
+            self.write(&mut out, cx);
+            if self.over(&out) {
+                let clean = !out.failed;
+                // Nothing more is written, from either side.
+                out.failed = true;
+                drop(out);
+                if clean {
+                    let _ = self.io.poll_shutdown(cx);
                 }
                 return Poll::Ready(());
             }
+            drop(out);
             let read = self.read(cx);
-            let fired = self.timers(cx);
-            if !(taken || read || fired || self.over()) {
+            let fired = self.timers(&mut lock(&shared.out), cx);
+            if !(closed || read || fired) {
                 return Poll::Pending;
             }
         }

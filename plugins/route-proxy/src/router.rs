@@ -10,7 +10,7 @@ use wsgate_plugin_api::{
 use wsgate_ws::close;
 
 use crate::dial::{dial, Dialled, Stream};
-use crate::leg::{Leg, Shared};
+use crate::leg::{Io, Leg, Shared};
 use crate::options::Options;
 
 pub struct Proxy {
@@ -57,18 +57,23 @@ impl Router for Proxy {
             url,
             ..
         } = *dialled;
-        let shared = Arc::new(Shared::default());
-        let outlet = session.outlet();
-        let limits = session.limits();
-        let leg = Arc::clone(&shared);
-        match stream {
-            Stream::Plain(io) => session.spawn(Box::pin(
-                Leg::new(io, leftover, leg, outlet, url, limits).run(),
-            )),
-            Stream::Tls(io) => session.spawn(Box::pin(
-                Leg::new(io, leftover, leg, outlet, url, limits).run(),
-            )),
-        }
+        let (io, shared) = match stream {
+            Stream::Plain(tcp) => {
+                let tcp = Arc::new(tcp);
+                (Io::Plain(Arc::clone(&tcp)), Shared::new(Some(tcp)))
+            }
+            Stream::Tls(tls) => (Io::Tls(tls), Shared::new(None)),
+        };
+        let shared = Arc::new(shared);
+        let leg = Leg::new(
+            io,
+            leftover,
+            Arc::clone(&shared),
+            session.outlet(),
+            url,
+            session.limits(),
+        );
+        session.spawn(Box::pin(leg.run()));
         Ok(State { leg: shared })
     }
 
@@ -79,11 +84,10 @@ impl Router for Proxy {
         message: Message<'_>,
     ) -> Result<(), Close> {
         // Only reached if `on_inbound` is bypassed; relayed all the same.
-        let (text, data) = match message {
-            Message::Text(t) => (true, bytes::Bytes::copy_from_slice(t.as_bytes())),
-            Message::Binary(b) => (false, bytes::Bytes::copy_from_slice(b)),
-        };
-        state.leg.push(text, data);
+        match message {
+            Message::Text(t) => state.leg.push(true, t.as_bytes()),
+            Message::Binary(b) => state.leg.push(false, b),
+        }
         Ok(())
     }
 
@@ -93,8 +97,7 @@ impl Router for Proxy {
         _session: &mut dyn Session,
         message: Inbound,
     ) -> Result<(), Close> {
-        let text = message.is_text();
-        state.leg.push(text, message.into_bytes());
+        state.leg.push(message.is_text(), message.bytes());
         Ok(())
     }
 
