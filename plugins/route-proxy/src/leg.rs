@@ -22,12 +22,13 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use atomic_waker::AtomicWaker;
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWrite;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 use tokio_rustls::client::TlsStream;
@@ -49,52 +50,33 @@ thread_local! {
     static FRAME: std::cell::Cell<BytesMut> = std::cell::Cell::new(BytesMut::new());
 }
 
-/// The upstream's socket, as the leg reads and writes it.
+/// The upstream's socket, as the leg reads it (and, over TLS, writes it).
 pub enum Io {
-    /// Shared with [`Shared`], which writes to it from the client's task.
-    Plain(Arc<TcpStream>),
+    /// The read half; the write half is [`Shared`]'s.
+    Plain(OwnedReadHalf),
     Tls(Box<TlsStream<TcpStream>>),
+}
+
+/// Splits a plain upstream's socket between the leg's reads and
+/// [`Shared`]'s writes.
+pub fn plain(socket: TcpStream) -> (Io, Shared) {
+    let (read, write) = socket.into_split();
+    (Io::Plain(read), Shared::new(Some(write)))
+}
+
+/// A TLS upstream: the leg reads and writes it.
+pub fn tls(socket: Box<TlsStream<TcpStream>>) -> (Io, Shared) {
+    (Io::Tls(socket), Shared::new(None))
 }
 
 impl Io {
     fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
+        // tokio's own reads: a read that does not fill the buffer ends
+        // the socket's readiness, so no read is made only to be told
+        // there is nothing more.
         match self {
-            Io::Plain(s) => loop {
-                ready!(s.poll_read_ready(cx))?;
-                match s.try_read_buf(buf) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    r => return Poll::Ready(r),
-                }
-            },
+            Io::Plain(r) => tokio_util::io::poll_read_buf(Pin::new(r), cx, buf),
             Io::Tls(t) => tokio_util::io::poll_read_buf(Pin::new(t), cx, buf),
-        }
-    }
-
-    fn poll_write(&mut self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
-        match self {
-            Io::Plain(s) => loop {
-                ready!(s.poll_write_ready(cx))?;
-                match s.try_write(data) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    r => return Poll::Ready(r),
-                }
-            },
-            Io::Tls(t) => Pin::new(t).poll_write(cx, data),
-        }
-    }
-
-    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self {
-            Io::Plain(_) => Poll::Ready(Ok(())),
-            Io::Tls(t) => Pin::new(t).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self {
-            // The socket closes when the leg drops it.
-            Io::Plain(_) => Poll::Ready(Ok(())),
-            Io::Tls(t) => Pin::new(t).poll_shutdown(cx),
         }
     }
 }
@@ -103,11 +85,12 @@ impl Io {
 pub struct Shared {
     out: Mutex<Out>,
     waker: AtomicWaker,
-    /// A plain TCP upstream, which the client's task writes to itself.
-    direct: Option<Arc<TcpStream>>,
 }
 
 struct Out {
+    /// A plain upstream's write half, which the client's task writes to
+    /// itself (over TLS, the leg writes).
+    writer: Option<OwnedWriteHalf>,
     /// Frames the socket has not taken yet.
     wbuf: BytesMut,
     /// Masks for what this leg sends.
@@ -141,7 +124,7 @@ fn lock(m: &Mutex<Out>) -> MutexGuard<'_, Out> {
 }
 
 /// Writes as much of `data` as the socket takes now; `Err` when it failed.
-fn write_now(socket: &TcpStream, data: &[u8]) -> io::Result<usize> {
+fn write_now(socket: &OwnedWriteHalf, data: &[u8]) -> io::Result<usize> {
     let mut written = 0;
     while written < data.len() {
         match socket.try_write(&data[written..]) {
@@ -155,9 +138,10 @@ fn write_now(socket: &TcpStream, data: &[u8]) -> io::Result<usize> {
 }
 
 impl Shared {
-    pub fn new(direct: Option<Arc<TcpStream>>) -> Self {
+    fn new(writer: Option<OwnedWriteHalf>) -> Self {
         Self {
             out: Mutex::new(Out {
+                writer,
                 wbuf: BytesMut::new(),
                 rng: fastrand::Rng::new(),
                 close: None,
@@ -165,7 +149,6 @@ impl Shared {
                 failed: false,
             }),
             waker: AtomicWaker::new(),
-            direct,
         }
     }
 
@@ -181,11 +164,12 @@ impl Shared {
             out.frame(opcode, data);
             return;
         }
-        let handed = match &self.direct {
+        let out = &mut *out;
+        let handed = match &out.writer {
             Some(socket) => {
                 let mut frame = FRAME.take();
                 frame.clear();
-                let mask = out.mask();
+                let mask = out.rng.u32(..).to_ne_bytes();
                 codec::encode_masked(&mut frame, opcode, data, mask);
                 // A failure is left to the leg, which finds it writing.
                 let written = write_now(socket, &frame).unwrap_or(0);
@@ -198,7 +182,6 @@ impl Shared {
                 true
             }
         };
-        drop(out);
         if handed {
             self.waker.wake();
         }
@@ -333,7 +316,12 @@ impl Leg {
     /// Writes what is pending, and pauses or resumes the client's reads.
     fn write(&mut self, out: &mut Out, cx: &mut Context<'_>) {
         while !out.wbuf.is_empty() {
-            match self.io.poll_write(cx, &out.wbuf) {
+            let written = match (&mut out.writer, &mut self.io) {
+                (Some(w), _) => Pin::new(w).poll_write(cx, &out.wbuf),
+                (None, Io::Tls(t)) => Pin::new(t).poll_write(cx, &out.wbuf),
+                (None, Io::Plain(_)) => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+            };
+            match written {
                 Poll::Ready(Ok(n)) if n > 0 => {
                     let _ = out.wbuf.split_to(n);
                 }
@@ -344,8 +332,10 @@ impl Leg {
         if out.wbuf.is_empty() {
             // Give a burst's memory back; TLS flushes its records.
             out.wbuf = BytesMut::new();
-            if let Poll::Ready(Err(_)) = self.io.poll_flush(cx) {
-                return self.lost(out);
+            if let Io::Tls(t) = &mut self.io {
+                if let Poll::Ready(Err(_)) = Pin::new(t).poll_flush(cx) {
+                    return self.lost(out);
+                }
             }
             if self.paused {
                 self.paused = false;
@@ -521,9 +511,10 @@ impl Leg {
                 let clean = !out.failed;
                 // Nothing more is written, from either side.
                 out.failed = true;
-                drop(out);
-                if clean {
-                    let _ = self.io.poll_shutdown(cx);
+                // A plain upstream's write half shuts down when dropped.
+                out.writer = None;
+                if let (true, Io::Tls(t)) = (clean, &mut self.io) {
+                    let _ = Pin::new(t).poll_shutdown(cx);
                 }
                 return Poll::Ready(());
             }

@@ -10,7 +10,7 @@ use wsgate_plugin_api::{
 use wsgate_ws::close;
 
 use crate::dial::{dial, Dialled, Stream};
-use crate::leg::{Io, Leg, Shared};
+use crate::leg::{self, Leg, Shared};
 use crate::options::Options;
 
 pub struct Proxy {
@@ -58,11 +58,8 @@ impl Router for Proxy {
             ..
         } = *dialled;
         let (io, shared) = match stream {
-            Stream::Plain(tcp) => {
-                let tcp = Arc::new(tcp);
-                (Io::Plain(Arc::clone(&tcp)), Shared::new(Some(tcp)))
-            }
-            Stream::Tls(tls) => (Io::Tls(tls), Shared::new(None)),
+            Stream::Plain(tcp) => leg::plain(tcp),
+            Stream::Tls(tls) => leg::tls(tls),
         };
         let shared = Arc::new(shared);
         let leg = Leg::new(
