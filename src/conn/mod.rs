@@ -139,6 +139,10 @@ pub async fn run(daemon: Arc<Daemon>, accepted: Box<Accepted>) {
     // The deadline `sleep` is set to: re-arming a timer costs a lock on the
     // timer wheel, so it is done only when the deadline moves.
     let mut armed: Option<Instant> = None;
+    // The waker `sleep` was last polled with: while it is this task's and
+    // the deadline has not passed, a turn does not poll the timer again
+    // (it keeps the waker it registered).
+    let mut sleep_waker: Option<std::task::Waker> = None;
 
     loop {
         // A reload reaches a live connection at its next event.
@@ -223,6 +227,7 @@ pub async fn run(daemon: Arc<Daemon>, accepted: Box<Accepted>) {
         if let Some(d) = deadline.filter(|d| armed != Some(*d)) {
             sleep.as_mut().reset(d.into());
             armed = Some(d);
+            sleep_waker = None;
         }
         // Stop reading while a large write is pending (a client flooding
         // pings without reading its pongs), so memory stays bounded, and
@@ -243,8 +248,16 @@ pub async fn run(daemon: Arc<Daemon>, accepted: Box<Accepted>) {
                     return Poll::Ready(Wake::Write(ok));
                 }
             }
-            if deadline.is_some() && sleep.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Wake::Timer);
+            if deadline.is_some() {
+                let registered = sleep_waker
+                    .as_ref()
+                    .is_some_and(|w| w.will_wake(cx.waker()));
+                if !registered || sleep.is_elapsed() {
+                    if sleep.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Wake::Timer);
+                    }
+                    sleep_waker = Some(cx.waker().clone());
+                }
             }
             Poll::Pending
         })

@@ -6,9 +6,11 @@
 //! ([`Shared::push`]) and, on a plain TCP upstream with nothing waiting
 //! before it, written to the socket there and then: a relayed message
 //! costs no hand-over between tasks. What the socket does not take waits
-//! in the leg's write buffer, which the leg's task writes out; while it is
-//! not empty the client's reads are paused, so at most what the client's
-//! task had already read waits here.
+//! in the leg's write buffer, which the leg's task writes out. The
+//! client's task pauses its own reads the moment the socket leaves bytes
+//! behind (over TLS, whose leg writes everything, once [`PAUSE_AT`] wait),
+//! and the leg resumes them once the buffer is written: at most what the
+//! client's task had already read waits here.
 //!
 //! Upstream → client, the leg's task reads the upstream and puts each
 //! message into the client connection's send queue, whose bounds close a
@@ -22,7 +24,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use atomic_waker::AtomicWaker;
@@ -38,6 +40,9 @@ use wsgate_ws::codec::{self, Decoder, Event, Need, OpCode};
 
 /// Bytes read per read call when no larger frame is expected.
 const READ_CHUNK: usize = 4096;
+/// Frames waiting for a TLS upstream at which the client's reads pause
+/// (a plain upstream's pause as soon as its socket leaves any behind).
+const PAUSE_AT: usize = 64 * 1024;
 
 /// The close code of a failed upstream leg (docs/protocol.md).
 pub const BAD_GATEWAY: u16 = 1014;
@@ -59,14 +64,14 @@ pub enum Io {
 
 /// Splits a plain upstream's socket between the leg's reads and
 /// [`Shared`]'s writes.
-pub fn plain(socket: TcpStream) -> (Io, Shared) {
+pub fn plain(socket: TcpStream, outlet: Outlet) -> (Io, Shared) {
     let (read, write) = socket.into_split();
-    (Io::Plain(read), Shared::new(Some(write)))
+    (Io::Plain(read), Shared::new(Some(write), outlet))
 }
 
 /// A TLS upstream: the leg reads and writes it.
-pub fn tls(socket: Box<TlsStream<TcpStream>>) -> (Io, Shared) {
-    (Io::Tls(socket), Shared::new(None))
+pub fn tls(socket: Box<TlsStream<TcpStream>>, outlet: Outlet) -> (Io, Shared) {
+    (Io::Tls(socket), Shared::new(None, outlet))
 }
 
 impl Io {
@@ -85,6 +90,8 @@ impl Io {
 pub struct Shared {
     out: Mutex<Out>,
     waker: AtomicWaker,
+    /// The client's connection, whose reads pause while frames wait.
+    outlet: Outlet,
 }
 
 struct Out {
@@ -99,6 +106,8 @@ struct Out {
     close: Option<(u16, String)>,
     /// A close frame is queued or written: nothing more is.
     sent_close: bool,
+    /// The client's reads are paused until the frames waiting are written.
+    paused: bool,
     /// The socket failed or the leg is over: nothing more is written.
     failed: bool,
 }
@@ -115,6 +124,22 @@ impl Out {
 
     fn open(&self) -> bool {
         !self.sent_close && !self.failed
+    }
+
+    /// Pauses the client's reads (once) while frames wait for the socket.
+    fn pause(&mut self, outlet: &Outlet) {
+        if !self.paused {
+            self.paused = true;
+            outlet.pause_reading();
+        }
+    }
+
+    /// Lets the client's reads go on.
+    fn resume(&mut self, outlet: &Outlet) {
+        if self.paused {
+            self.paused = false;
+            outlet.resume_reading();
+        }
     }
 }
 
@@ -138,7 +163,7 @@ fn write_now(socket: &OwnedWriteHalf, data: &[u8]) -> io::Result<usize> {
 }
 
 impl Shared {
-    fn new(writer: Option<OwnedWriteHalf>) -> Self {
+    fn new(writer: Option<OwnedWriteHalf>, outlet: Outlet) -> Self {
         Self {
             out: Mutex::new(Out {
                 writer,
@@ -146,9 +171,11 @@ impl Shared {
                 rng: fastrand::Rng::new(),
                 close: None,
                 sent_close: false,
+                paused: false,
                 failed: false,
             }),
             waker: AtomicWaker::new(),
+            outlet,
         }
     }
 
@@ -162,6 +189,9 @@ impl Shared {
         if !out.wbuf.is_empty() {
             // The leg is writing what waits: this goes behind it.
             out.frame(opcode, data);
+            if out.wbuf.len() >= PAUSE_AT {
+                out.pause(&self.outlet);
+            }
             return;
         }
         let out = &mut *out;
@@ -175,10 +205,18 @@ impl Shared {
                 let written = write_now(socket, &frame).unwrap_or(0);
                 out.wbuf.extend_from_slice(&frame[written..]);
                 FRAME.set(frame);
+                if !out.wbuf.is_empty() {
+                    // The socket is full: the client's task reads no more
+                    // until the leg has written this out.
+                    out.pause(&self.outlet);
+                }
                 !out.wbuf.is_empty()
             }
             None => {
                 out.frame(opcode, data);
+                if out.wbuf.len() >= PAUSE_AT {
+                    out.pause(&self.outlet);
+                }
                 true
             }
         };
@@ -220,8 +258,13 @@ pub struct Leg {
     rbuf: BytesMut,
     /// The upstream's close frame arrived.
     got_close: bool,
-    /// This leg paused the client's reads.
-    paused: bool,
+    /// `Out::sent_close` and `Out::failed` as this task last set them
+    /// (only it sets them): read without taking the lock.
+    sent_close: bool,
+    failed: bool,
+    /// What was read left work for the write side (a pong, a close, a
+    /// failure): the leg goes round once more.
+    turn: bool,
     /// `rbuf` holds what the upstream sent behind its 101, not yet decoded.
     leftover: bool,
     next_ping: Option<Instant>,
@@ -229,7 +272,10 @@ pub struct Leg {
     /// When a close handshake with the upstream is given up on.
     close_due: Option<Instant>,
     sleep: Pin<Box<Sleep>>,
+    /// The deadline `sleep` is set to.
     armed: Option<Instant>,
+    /// The waker `sleep` was polled with since it was set.
+    sleep_waker: Option<Waker>,
 }
 
 impl Leg {
@@ -256,13 +302,16 @@ impl Leg {
             decoder: Decoder::client(),
             rbuf: BytesMut::from(&leftover[..]),
             got_close: false,
-            paused: false,
+            sent_close: false,
+            failed: false,
+            turn: false,
             leftover: !leftover.is_empty(),
             next_ping: ping,
             pong_due: None,
             close_due: None,
             sleep: Box::pin(tokio::time::sleep_until(now.into())),
             armed: None,
+            sleep_waker: None,
         }
     }
 
@@ -282,6 +331,8 @@ impl Leg {
         let mask = out.mask();
         codec::encode_close_masked(&mut out.wbuf, code, reason, mask);
         out.sent_close = true;
+        self.sent_close = true;
+        self.turn = true;
         self.close_due = Some(Instant::now() + self.limits.close_timeout);
         self.state("closing");
     }
@@ -294,6 +345,8 @@ impl Leg {
             self.outlet.close(Close::new(code, reason));
         }
         out.failed = true;
+        self.failed = true;
+        self.turn = true;
     }
 
     /// The upstream's socket is gone: nothing more can be written to it.
@@ -337,42 +390,38 @@ impl Leg {
                     return self.lost(out);
                 }
             }
-            if self.paused {
-                self.paused = false;
-                self.outlet.resume_reading();
-            }
-        } else if !self.paused {
+            out.resume(&self.outlet);
+        } else {
             // The upstream does not take more: neither does the client.
-            self.paused = true;
-            self.outlet.pause_reading();
+            out.pause(&self.outlet);
         }
     }
 
-    /// Reads and relays what the upstream sent; `true` if anything was read.
-    fn read(&mut self, cx: &mut Context<'_>) -> bool {
-        let mut progressed = false;
+    /// Reads and relays what the upstream sent, until its socket is empty.
+    fn read(&mut self, cx: &mut Context<'_>) {
         // Frames that came right behind the 101 first (once: what is left
         // of them is a partial frame that waits for more bytes).
         if self.leftover {
             self.leftover = false;
             self.relay();
-            progressed = true;
         }
         loop {
-            if self.got_close || lock(&self.shared.out).failed {
+            if self.got_close || self.failed {
                 break;
             }
-            if self.rbuf.is_empty() {
+            if self.rbuf.capacity() == 0 {
                 self.rbuf = READ_SPARE.take();
                 self.rbuf.clear();
             }
-            // The decoder reserved room for a larger frame it waits for.
-            self.rbuf.reserve(READ_CHUNK);
+            // Read into the room left behind the messages already split
+            // off (they may still be queued for the client, sharing the
+            // buffer); only a nearly full buffer is replaced. The decoder
+            // reserved room for a larger frame it waits for.
+            if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 2 {
+                self.rbuf.reserve(READ_CHUNK);
+            }
             match self.io.poll_read(cx, &mut self.rbuf) {
-                Poll::Ready(Ok(n)) if n > 0 => {
-                    progressed = true;
-                    self.relay();
-                }
+                Poll::Ready(Ok(n)) if n > 0 => self.relay(),
                 Poll::Ready(_) => {
                     let shared = Arc::clone(&self.shared);
                     self.lost(&mut lock(&shared.out));
@@ -381,10 +430,13 @@ impl Leg {
                 Poll::Pending => break,
             }
         }
-        if self.rbuf.is_empty() {
+        if self.rbuf.is_empty() && self.rbuf.capacity() <= 2 * READ_CHUNK {
+            // Nothing partial is held: the room goes back to the thread
+            // (a buffer a large message grew is freed instead).
             READ_SPARE.set(std::mem::take(&mut self.rbuf));
+        } else if self.rbuf.is_empty() {
+            self.rbuf = BytesMut::new();
         }
-        progressed
     }
 
     /// Handles every complete frame in the read buffer.
@@ -420,11 +472,13 @@ impl Leg {
                     let mut out = lock(&shared.out);
                     if out.open() {
                         out.frame(OpCode::Pong, &payload);
+                        self.turn = true;
                     }
                 }
                 Event::Pong(_) => self.pong_due = None,
                 Event::Close(code, reason) => {
                     self.got_close = true;
+                    self.turn = true;
                     let mut out = lock(&shared.out);
                     if !out.sent_close {
                         // The upstream closes: the client is told with its
@@ -438,7 +492,7 @@ impl Leg {
     }
 
     fn forward(&mut self, message: Outbound) {
-        if !lock(&self.shared.out).open() {
+        if self.sent_close || self.failed {
             // The client's side is closing: nothing more goes to it.
             return;
         }
@@ -451,30 +505,12 @@ impl Leg {
     }
 
     /// Acts on a deadline that passed; `true` if one did.
+    ///
+    /// The sleep is armed at the nearest deadline and polled once per
+    /// arming while the task's waker stays the same (the sleep keeps the
+    /// one it registered): a wake-up for a relayed message reads neither
+    /// the clock nor the timer.
     fn timers(&mut self, out: &mut Out, cx: &mut Context<'_>) -> bool {
-        let now = Instant::now();
-        if self.close_due.is_some_and(|t| t <= now) {
-            // The upstream did not answer the close (or take it): TCP is
-            // dropped.
-            self.close_due = None;
-            out.wbuf.clear();
-            out.failed = true;
-            return true;
-        }
-        if self.pong_due.is_some_and(|t| t <= now) {
-            self.pong_due = None;
-            self.send_close(out, Some(close::GOING_AWAY), "no pong in time");
-            self.fail(out, BAD_GATEWAY, "upstream did not answer a ping");
-            return true;
-        }
-        if out.open() && self.next_ping.is_some_and(|t| t <= now) {
-            out.frame(OpCode::Ping, &[]);
-            self.next_ping = Some(now + self.limits.ping_interval);
-            if self.pong_due.is_none() {
-                self.pong_due = Some(now + self.limits.pong_timeout);
-            }
-            return true;
-        }
         let next = [self.close_due, self.pong_due]
             .into_iter()
             .chain(out.open().then_some(self.next_ping))
@@ -486,12 +522,42 @@ impl Leg {
         if self.armed != Some(next) {
             self.sleep.as_mut().reset(next.into());
             self.armed = Some(next);
+            self.sleep_waker = None;
         }
-        if self.sleep.as_mut().poll(cx).is_ready() {
-            self.armed = None;
-            return true;
+        let registered = self
+            .sleep_waker
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()));
+        if registered && !self.sleep.is_elapsed() {
+            return false;
         }
-        false
+        if self.sleep.as_mut().poll(cx).is_pending() {
+            self.sleep_waker = Some(cx.waker().clone());
+            return false;
+        }
+        self.armed = None;
+        // The sleep ended at `next`: that deadline is due, whatever the
+        // clock's rounding.
+        let now = Instant::now().max(next);
+        if self.close_due.is_some_and(|t| t <= now) {
+            // The upstream did not answer the close (or take it): TCP is
+            // dropped.
+            self.close_due = None;
+            out.wbuf.clear();
+            out.failed = true;
+            self.failed = true;
+        } else if self.pong_due.is_some_and(|t| t <= now) {
+            self.pong_due = None;
+            self.send_close(out, Some(close::GOING_AWAY), "no pong in time");
+            self.fail(out, BAD_GATEWAY, "upstream did not answer a ping");
+        } else if out.open() && self.next_ping.is_some_and(|t| t <= now) {
+            out.frame(OpCode::Ping, &[]);
+            self.next_ping = Some(now + self.limits.ping_interval);
+            if self.pong_due.is_none() {
+                self.pong_due = Some(now + self.limits.pong_timeout);
+            }
+        }
+        true
     }
 
     /// Whether the leg is over: closed both ways (or failed) and its last
@@ -506,6 +572,7 @@ impl Leg {
             shared.waker.register(cx.waker());
             let mut out = lock(&shared.out);
             let closed = self.take_close(&mut out);
+            let fired = self.timers(&mut out, cx);
             self.write(&mut out, cx);
             if self.over(&out) {
                 let clean = !out.failed;
@@ -519,9 +586,10 @@ impl Leg {
                 return Poll::Ready(());
             }
             drop(out);
-            let read = self.read(cx);
-            let fired = self.timers(&mut lock(&shared.out), cx);
-            if !(closed || read || fired) {
+            // Reads until the socket is empty: another turn is needed only
+            // for what the reads left to write.
+            self.read(cx);
+            if !(closed || fired || std::mem::take(&mut self.turn)) {
                 return Poll::Pending;
             }
         }
@@ -530,9 +598,7 @@ impl Leg {
     /// Runs the leg to its end.
     pub async fn run(mut self) {
         std::future::poll_fn(|cx| self.poll_leg(cx)).await;
-        if self.paused {
-            self.outlet.resume_reading();
-        }
+        lock(&self.shared.out).resume(&self.outlet);
         self.state("closed");
     }
 }

@@ -58,8 +58,8 @@ impl Router for Proxy {
             ..
         } = *dialled;
         let (io, shared) = match stream {
-            Stream::Plain(tcp) => leg::plain(tcp),
-            Stream::Tls(tls) => leg::tls(tls),
+            Stream::Plain(tcp) => leg::plain(tcp, session.outlet()),
+            Stream::Tls(tls) => leg::tls(tls, session.outlet()),
         };
         let shared = Arc::new(shared);
         let leg = Leg::new(
