@@ -186,6 +186,10 @@ pub struct Conn {
     queue: Mutex<Queue>,
     wake: Wakeup,
     subscriptions: Mutex<Vec<Arc<str>>>,
+    /// Set, under the `subscriptions` lock, once the connection's
+    /// subscriptions were removed for good: a subscribe from another task
+    /// (a router's outlet) after that subscribes nothing.
+    unsubscribed: AtomicBool,
     /// Set once the per-user share of this connection was handed to a newer
     /// connection (evict_oldest), so the slot does not release it twice.
     user_released: AtomicBool,
@@ -227,6 +231,7 @@ impl Conn {
             queue: Mutex::default(),
             wake: Wakeup::default(),
             subscriptions: Mutex::default(),
+            unsubscribed: AtomicBool::new(false),
             user_released: AtomicBool::new(false),
             reads_paused: AtomicBool::new(false),
             upstream: Mutex::default(),
@@ -430,6 +435,17 @@ impl Conn {
 
     pub(crate) fn with_subscriptions<R>(&self, f: impl FnOnce(&mut Vec<Arc<str>>) -> R) -> R {
         f(&mut lock(&self.subscriptions))
+    }
+
+    /// Whether the subscriptions were removed for good (read under the
+    /// `subscriptions` lock, in [`Conn::with_subscriptions`]).
+    pub(crate) fn unsubscribed(&self) -> bool {
+        self.unsubscribed.load(Ordering::Relaxed)
+    }
+
+    /// Marks the subscriptions removed for good (under the lock).
+    pub(crate) fn set_unsubscribed(&self) {
+        self.unsubscribed.store(true, Ordering::Relaxed);
     }
 
     /// Seconds since the last inbound data message (or the connect).

@@ -66,7 +66,7 @@ impl Hub {
         max: usize,
     ) -> Result<bool, SubscribeError> {
         conn.with_subscriptions(|subs| {
-            if subs.iter().any(|t| &**t == topic) {
+            if conn.unsubscribed() || subs.iter().any(|t| &**t == topic) {
                 return Ok(false);
             }
             if subs.len() >= max {
@@ -101,6 +101,7 @@ impl Hub {
     /// Removes every subscription of a closing connection.
     pub fn unsubscribe_all(&self, conn: &Conn) {
         conn.with_subscriptions(|subs| {
+            conn.set_unsubscribed();
             for topic in subs.drain(..) {
                 self.remove(conn.id, &topic);
             }

@@ -358,15 +358,17 @@ async fn events_are_posted_in_order_one_at_a_time_and_answered_in_order() {
     );
 
     let seen = backend.seen();
-    // Before the 101 the connection has no id yet.
+    // Posted before the 101, with the id the connection's later events carry.
     assert_eq!(
         seen[0].body,
-        json!({"event": "open", "conn": null, "user": "alice", "route": "/ws/rpc"})
+        json!({"event": "open", "conn": conn, "user": "alice", "route": "/ws/rpc"})
     );
     assert_eq!(seen[0].path, "/events");
     assert_eq!(seen[0].headers["content-type"], "application/json");
     let events = backend.of_conn(&conn);
-    assert_eq!(events.len(), N + 3, "{events:#?}");
+    assert_eq!(events.len(), N + 4, "{events:#?}");
+    assert_eq!(events[0].event(), "open");
+    let events = &events[1..];
     for (i, s) in events[..N].iter().enumerate() {
         assert_eq!(
             s.body,
@@ -428,15 +430,16 @@ async fn answers_send_subscribe_and_close() {
     assert_eq!(d.publish(API_KEY, "room.open", "1").await, 1);
     assert_eq!(recv_json(&mut ws).await["topic"], "room.open");
 
-    // A message answer's `subscribe` is in force from the next message on.
+    // A message answer's `subscribe` is in force as the answer is applied:
+    // before its `send`, with no later message from the client.
     send_text(&mut ws, "sub:room.b").await;
     assert_eq!(recv_text(&mut ws).await, "subscribed room.b");
-    round_trip(&mut ws, "next").await;
     assert_eq!(d.publish(API_KEY, "room.b", "{\"b\":true}").await, 1);
     assert_eq!(
         recv_json(&mut ws).await,
         json!({"type": "message", "topic": "room.b", "data": {"b": true}})
     );
+    round_trip(&mut ws, "next").await;
 
     // A malformed answer (close code 1005) is refused whole.
     send_text(&mut ws, "bad").await;
@@ -528,12 +531,26 @@ async fn open_is_refused_before_the_101() {
             "{reason}"
         );
     }
-    // A refused connection never opened: no close event follows.
-    assert!(
-        backend.seen().iter().all(|s| s.event() == "open"),
-        "{:#?}",
-        backend.seen()
+    // An `open` the backend refused (or never got) has no close; one that
+    // timed out is ended for the backend, with the id its `open` carried.
+    let seen = backend
+        .wait("the close of the timed-out open", |seen| {
+            seen.iter().any(|s| s.event() == "close")
+        })
+        .await;
+    let slow = seen
+        .iter()
+        .find(|s| s.event() == "open" && s.path == "/stall")
+        .expect("the slow open");
+    let conn = slow.body["conn"].as_str().expect("an id").to_string();
+    let closes: Vec<&Seen> = seen.iter().filter(|s| s.event() == "close").collect();
+    assert_eq!(closes.len(), 1, "{seen:#?}");
+    assert_eq!(
+        closes[0].body,
+        json!({"event": "close", "conn": conn, "user": "alice", "route": "/ws/slow",
+               "code": 1006, "reason": "upgrade not completed"})
     );
+    assert_eq!(closes[0].path, "/stall");
 }
 
 /// Connects with a small socket send buffer (set before connecting, so the

@@ -101,14 +101,14 @@ pub async fn run(daemon: Arc<Daemon>, accepted: Box<Accepted>) {
     let mut generation = daemon.generation();
     let close_timeout = daemon.settings().config.server.close_timeout;
     let session = ConnSession {
-        hub: daemon.hub(),
+        hub: daemon.hub_handle(),
         metrics: daemon.metrics_handle(),
         tasks: daemon.tasks(),
         conn: &conn,
         id: conn.id.to_string(),
         identity,
         query,
-        max_subscriptions: route.limits.max_subscriptions,
+        max_subscriptions: Arc::new(route.limits.max_subscriptions.into()),
         limits: session::conn_limits(&route.limits, close_timeout),
         prepared,
     };

@@ -1,17 +1,22 @@
 //! The daemon's side of a router's [`Outlet`](wsgate_plugin_api::Outlet):
 //! the connection's shared handle, used from any task.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use wsgate_plugin_api::{Close, Outbound, Port, SendError, Upstream};
+use wsgate_plugin_api::{Close, Outbound, Port, SendError, SubscribeError, Upstream};
 
 use crate::handle::{Conn, Offer};
+use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::ws::close;
 
 pub struct ConnPort {
     pub conn: Arc<Conn>,
     pub metrics: Arc<Metrics>,
+    pub hub: Arc<Hub>,
+    /// The route's `max_subscriptions` in force, as the session keeps it.
+    pub max_subscriptions: Arc<AtomicUsize>,
 }
 
 impl Port for ConnPort {
@@ -24,6 +29,11 @@ impl Port for ConnPort {
             }
             Offer::Closing => Err(SendError::Closing),
         }
+    }
+
+    fn subscribe(&self, topic: &str) -> Result<bool, SubscribeError> {
+        let max = self.max_subscriptions.load(Ordering::Relaxed);
+        self.hub.subscribe(&self.conn, topic, max)
     }
 
     fn close(&self, c: Close) {

@@ -1,6 +1,7 @@
 //! The [`Session`] a router sees: its own connection, the hub, the limits.
 
 use std::any::Any;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use wsgate_plugin_api::{
@@ -14,7 +15,7 @@ use crate::hub::{Hub, Source};
 use crate::metrics::Metrics;
 
 pub struct ConnSession<'a> {
-    pub hub: &'a Hub,
+    pub hub: Arc<Hub>,
     pub metrics: &'a Arc<Metrics>,
     /// Where the daemon's connection tasks run (a drain waits for them).
     pub tasks: &'a tokio_util::task::TaskTracker,
@@ -22,8 +23,8 @@ pub struct ConnSession<'a> {
     pub id: String,
     pub identity: Identity,
     pub query: Option<String>,
-    /// The route's `max_subscriptions` in force.
-    pub max_subscriptions: usize,
+    /// The route's `max_subscriptions` in force (shared with the outlets).
+    pub max_subscriptions: Arc<AtomicUsize>,
     /// The route's limits in force, as a router sees them.
     pub limits: ConnLimits,
     /// What the router's `accept` hook prepared, until `on_open` takes it.
@@ -33,7 +34,8 @@ pub struct ConnSession<'a> {
 impl ConnSession<'_> {
     /// After a reload: the route's limits in force.
     pub fn apply(&mut self, limits: &Limits, close_timeout: std::time::Duration) {
-        self.max_subscriptions = limits.max_subscriptions;
+        self.max_subscriptions
+            .store(limits.max_subscriptions, Ordering::Relaxed);
         self.limits = conn_limits(limits, close_timeout);
     }
 }
@@ -73,7 +75,8 @@ impl Session for ConnSession<'_> {
     }
 
     fn subscribe(&mut self, topic: &str) -> Result<bool, SubscribeError> {
-        self.hub.subscribe(self.conn, topic, self.max_subscriptions)
+        let max = self.max_subscriptions.load(Ordering::Relaxed);
+        self.hub.subscribe(self.conn, topic, max)
     }
 
     fn unsubscribe(&mut self, topic: &str) -> bool {
@@ -96,6 +99,8 @@ impl Session for ConnSession<'_> {
         Outlet::new(Arc::new(ConnPort {
             conn: Arc::clone(self.conn),
             metrics: Arc::clone(self.metrics),
+            hub: Arc::clone(&self.hub),
+            max_subscriptions: Arc::clone(&self.max_subscriptions),
         }))
     }
 

@@ -242,6 +242,7 @@ pub async fn handle(
                 headers: req.headers(),
                 client_ip: ip,
                 secure,
+                conn_id: None,
             };
             let limit = daemon.settings().config.server.handshake_timeout;
             match tokio::time::timeout(limit, auth.authenticate(&request)).await {
@@ -332,6 +333,7 @@ pub async fn handle(
     // The router's last word before the 101 (the slot is held meanwhile,
     // so that what it prepares counts against the caps).
     let mut prepared = None;
+    let conn_id = slot.conn().id.to_string();
     if let Some(accept) = route.router.accept(
         &UpgradeRequest {
             path: &path,
@@ -339,6 +341,7 @@ pub async fn handle(
             headers: req.headers(),
             client_ip: ip,
             secure,
+            conn_id: Some(&conn_id),
         },
         &identity,
     ) {

@@ -17,6 +17,11 @@ pub struct UpgradeRequest<'a> {
     pub client_ip: IpAddr,
     /// Whether the client connected over TLS (`wss://`).
     pub secure: bool,
+    /// The connection's id (as [`Session::id`](crate::Session::id) gives
+    /// it) once the connection is admitted: a router's
+    /// [`accept`](crate::Router::accept) hook sees it; authenticators, which
+    /// run before the caps, do not.
+    pub conn_id: Option<&'a str>,
 }
 
 impl UpgradeRequest<'_> {

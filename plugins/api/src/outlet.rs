@@ -4,12 +4,13 @@
 
 use std::sync::Arc;
 
-use crate::{Close, Outbound, SendError};
+use crate::{Close, Outbound, SendError, SubscribeError};
 
 /// What the daemon does behind an [`Outlet`]; implemented by the daemon
 /// only (a router uses [`Outlet`]).
 pub trait Port: Send + Sync + 'static {
     fn send(&self, message: Outbound) -> Result<(), SendError>;
+    fn subscribe(&self, topic: &str) -> Result<bool, SubscribeError>;
     fn close(&self, close: Close);
     fn pause_reading(&self);
     fn resume_reading(&self);
@@ -51,6 +52,15 @@ impl Outlet {
     /// Queues a message for the connection.
     pub fn send(&self, message: Outbound) -> Result<(), SendError> {
         self.0.send(message)
+    }
+
+    /// Subscribes the connection to a topic, as
+    /// [`Session::subscribe`](crate::Session::subscribe) does (the route's
+    /// `max_subscriptions` applies): what is published to it from now on
+    /// reaches the connection. `Ok(false)`: it already was subscribed, or
+    /// the connection has ended (nothing is subscribed then).
+    pub fn subscribe(&self, topic: &str) -> Result<bool, SubscribeError> {
+        self.0.subscribe(topic)
     }
 
     /// Closes the connection: what is queued goes out first, then a close
@@ -97,6 +107,9 @@ struct Detached;
 impl Port for Detached {
     fn send(&self, _message: Outbound) -> Result<(), SendError> {
         Err(SendError::Closing)
+    }
+    fn subscribe(&self, _topic: &str) -> Result<bool, SubscribeError> {
+        Ok(false)
     }
     fn close(&self, _close: Close) {}
     fn pause_reading(&self) {}

@@ -40,6 +40,7 @@ mod tests {
             headers,
             client_ip: IpAddr::from([127, 0, 0, 1]),
             secure: false,
+            conn_id: None,
         }
     }
 

@@ -108,6 +108,7 @@ fn request<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> UpgradeRequest
         headers,
         client_ip: IpAddr::from([127, 0, 0, 1]),
         secure: false,
+        conn_id: None,
     }
 }
 

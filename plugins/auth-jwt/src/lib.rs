@@ -371,6 +371,7 @@ mod tests {
             headers: &headers,
             client_ip: IpAddr::from([127, 0, 0, 1]),
             secure: false,
+            conn_id: None,
         };
         block_on(auth.authenticate(&request))
     }
@@ -423,6 +424,7 @@ mod tests {
             headers: &headers,
             client_ip: IpAddr::from([127, 0, 0, 1]),
             secure: false,
+            conn_id: None,
         };
         let identity = block_on(auth.authenticate(&request)).expect("accepted");
         assert_eq!(identity.user.as_deref(), Some("alice"));

@@ -55,6 +55,7 @@ fn authenticate(
         headers: &headers,
         client_ip: IpAddr::from([127, 0, 0, 1]),
         secure: false,
+        conn_id: None,
     };
     block_on(auth.authenticate(&request))
 }

@@ -39,6 +39,34 @@ struct Prepared {
     route: Arc<str>,
     /// The answer to the `open` event, when it was posted.
     answer: Option<Answer>,
+    /// Set once `open` was accepted: posts the `close` if the upgrade then
+    /// never completes, so that the backend sees every `open` end.
+    unopened: Option<Unopened>,
+}
+
+/// A `close` event owed for an accepted `open`, posted when dropped armed.
+struct Unopened {
+    backend: Arc<Backend>,
+    body: Bytes,
+    armed: bool,
+}
+
+impl Drop for Unopened {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let backend = Arc::clone(&self.backend);
+        let body = std::mem::take(&mut self.body);
+        runtime.spawn(async move {
+            if let Err(failure) = backend.post(Event::Close, body, false).await {
+                tracing::debug!(error = %failure, "callback close event failed");
+            }
+        });
+    }
 }
 
 /// One connection's state, in the hooks.
@@ -85,8 +113,6 @@ struct Queue {
     max_in_flight: usize,
     /// The router paused the client's reads.
     paused: bool,
-    /// Topics of answers, subscribed at the connection's next hook.
-    subscribe: Vec<String>,
     /// The connection is over: no more events come.
     ended: bool,
 }
@@ -117,23 +143,47 @@ impl Router for Callback {
             let prepared = Prepared {
                 route,
                 answer: None,
+                unopened: None,
             };
             return Some(Box::pin(std::future::ready(Ok(
                 Accept::new().prepared(prepared)
             ))));
         }
         Some(Box::pin(async move {
-            let body = wire::open(&Who {
-                conn: None,
+            let who = Who {
+                conn: request.conn_id,
                 user: identity.user.as_deref(),
                 route: &route,
-            });
+            };
+            let body = wire::open(&who);
+            // Armed from the moment `open` is posted: if the client never
+            // gets its 101 (the hook timed out, the upgrade failed), the
+            // backend is told the connection ended.
+            let mut unopened = self
+                .backend
+                .options
+                .events
+                .posts(Event::Close)
+                .then(|| Unopened {
+                    backend: Arc::clone(&self.backend),
+                    body: wire::close(&who, LOST.0, "upgrade not completed"),
+                    armed: true,
+                });
             match self.backend.post(Event::Open, body, true).await {
                 Ok(answer) => Ok(Accept::new().prepared(Prepared {
                     route,
                     answer: Some(answer),
+                    unopened,
                 })),
-                Err(failure) => Err(refusal(&route, failure)),
+                Err(failure) => {
+                    // A refusal, or an `open` the backend never got or
+                    // could not answer: no connection to end. Only a
+                    // timeout leaves it unknown, and is told.
+                    if let Some(u) = unopened.as_mut() {
+                        u.armed = matches!(failure, Failure::Timeout(_));
+                    }
+                    Err(refusal(&route, failure))
+                }
             }
         }))
     }
@@ -145,7 +195,15 @@ impl Router for Callback {
         else {
             return Err(Close::new(1011, "internal error"));
         };
-        let Prepared { route, answer } = *prepared;
+        let Prepared {
+            route,
+            answer,
+            unopened,
+        } = *prepared;
+        if let Some(mut unopened) = unopened {
+            // The connection opened: its `close` comes from `on_close`.
+            unopened.armed = false;
+        }
         let conn: Arc<str> = Arc::from(session.id());
         let user = session.identity().user.clone();
         let mut own = vec![conn_topic(&conn)];
@@ -182,7 +240,7 @@ impl Router for Callback {
                 subscribe,
                 close,
             } = answer;
-            subscribe_all(session, &subscribe);
+            subscribe_all(&outlet, &subscribe);
             for message in send {
                 if session.send(message).is_err() {
                     break;
@@ -219,7 +277,6 @@ impl Router for Callback {
         session: &mut dyn Session,
         message: Inbound,
     ) -> Result<(), Close> {
-        subscribe_pending(&state.link, session);
         if !self.backend.options.events.posts(Event::Message) {
             let _ = session.send(wire::error(
                 Code::BadRequest,
@@ -238,8 +295,7 @@ impl Router for Callback {
             .get_or_insert_with(|| (closing.code, closing.reason.clone()));
     }
 
-    fn on_rate_limited(&self, state: &mut State, session: &mut dyn Session) {
-        subscribe_pending(&state.link, session);
+    fn on_rate_limited(&self, _state: &mut State, session: &mut dyn Session) {
         let _ = session.send(wire::error(
             Code::RateLimited,
             "message dropped: rate limit exceeded",
@@ -323,12 +379,12 @@ fn refusal(route: &str, failure: Failure) -> Refusal {
     }
 }
 
-/// Subscribes the connection to an answer's topics, in order; a topic over
-/// `max_subscriptions` and the ones after it are not subscribed, and the
-/// client is told.
-fn subscribe_all(session: &mut dyn Session, topics: &[String]) {
+/// Subscribes the connection to an answer's topics, in order, at once; a
+/// topic over `max_subscriptions` and the ones after it are not
+/// subscribed, and the client is told.
+fn subscribe_all(outlet: &Outlet, topics: &[String]) {
     for (i, topic) in topics.iter().enumerate() {
-        if let Err(e @ SubscribeError::TooMany { .. }) = session.subscribe(topic) {
+        if let Err(e @ SubscribeError::TooMany { .. }) = outlet.subscribe(topic) {
             let message = format!(
                 "cannot subscribe to `{topic}`{}: {e}",
                 if i + 1 < topics.len() {
@@ -337,22 +393,10 @@ fn subscribe_all(session: &mut dyn Session, topics: &[String]) {
                     ""
                 }
             );
-            let _ = session.send(wire::error(Code::TooManySubscriptions, &message));
+            let _ = outlet.send(wire::error(Code::TooManySubscriptions, &message));
             return;
         }
     }
-}
-
-/// Subscribes what answers asked for since the last hook.
-fn subscribe_pending(link: &Link, session: &mut dyn Session) {
-    let topics = {
-        let mut queue = link.lock();
-        if queue.subscribe.is_empty() {
-            return;
-        }
-        std::mem::take(&mut queue.subscribe)
-    };
-    subscribe_all(session, &topics);
 }
 
 /// The connection's worker: posts its events one at a time, in order, and
@@ -417,9 +461,7 @@ fn apply(link: &Link, result: Result<Answer, Failure>) {
         subscribe,
         close,
     } = answer;
-    if !subscribe.is_empty() {
-        link.lock().subscribe.extend(subscribe);
-    }
+    subscribe_all(outlet, &subscribe);
     for message in send {
         match outlet.send(message) {
             Ok(()) => {}

@@ -12,7 +12,7 @@ use crate::metrics::Event;
 /// Who an event is about.
 #[derive(Debug, Clone)]
 pub struct Who<'a> {
-    /// `None` for `open`: the connection has no id before the 101.
+    /// The connection's id (`None` only where the daemon gave none).
     pub conn: Option<&'a str>,
     pub user: Option<&'a str>,
     pub route: &'a str,
@@ -55,7 +55,7 @@ impl<'a> Body<'a> {
     }
 }
 
-/// `{"event":"open","conn":null,"user":...,"route":...}`
+/// `{"event":"open","conn":"7","user":...,"route":...}`
 pub fn open(who: &Who<'_>) -> Bytes {
     Body::new(Event::Open, who).bytes()
 }
@@ -246,8 +246,8 @@ mod tests {
     #[test]
     fn events_are_encoded() {
         assert_eq!(
-            json_of(&open(&Who { conn: None, ..WHO })),
-            json!({"event":"open","conn":null,"user":"alice","route":"/ws/rpc"})
+            json_of(&open(&WHO)),
+            json!({"event":"open","conn":"7","user":"alice","route":"/ws/rpc"})
         );
         assert_eq!(
             json_of(&message(&WHO, true, "{\"a\":\"é\\n\"}".as_bytes())),
