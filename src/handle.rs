@@ -190,6 +190,9 @@ pub struct Conn {
     /// subscriptions were removed for good: a subscribe from another task
     /// (a router's outlet) after that subscribes nothing.
     unsubscribed: AtomicBool,
+    /// The route's `max_subscriptions` in force, kept by the connection's
+    /// task (at open and after a reload) for subscribes from any task.
+    max_subscriptions: AtomicUsize,
     /// Set once the per-user share of this connection was handed to a newer
     /// connection (evict_oldest), so the slot does not release it twice.
     user_released: AtomicBool,
@@ -232,6 +235,7 @@ impl Conn {
             wake: Wakeup::default(),
             subscriptions: Mutex::default(),
             unsubscribed: AtomicBool::new(false),
+            max_subscriptions: AtomicUsize::new(0),
             user_released: AtomicBool::new(false),
             reads_paused: AtomicBool::new(false),
             upstream: Mutex::default(),
@@ -441,6 +445,15 @@ impl Conn {
     /// `subscriptions` lock, in [`Conn::with_subscriptions`]).
     pub(crate) fn unsubscribed(&self) -> bool {
         self.unsubscribed.load(Ordering::Relaxed)
+    }
+
+    /// The route's `max_subscriptions` in force for this connection.
+    pub fn max_subscriptions(&self) -> usize {
+        self.max_subscriptions.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_max_subscriptions(&self, max: usize) {
+        self.max_subscriptions.store(max, Ordering::Relaxed);
     }
 
     /// Marks the subscriptions removed for good (under the lock).

@@ -98,6 +98,7 @@ pub async fn run(daemon: Arc<Daemon>, accepted: Box<Accepted>) {
         prepared,
     } = *accepted;
     let conn = Arc::clone(slot.conn());
+    conn.set_max_subscriptions(route.limits.max_subscriptions);
     let mut generation = daemon.generation();
     let close_timeout = daemon.settings().config.server.close_timeout;
     let session = ConnSession {
@@ -108,7 +109,6 @@ pub async fn run(daemon: Arc<Daemon>, accepted: Box<Accepted>) {
         id: conn.id.to_string(),
         identity,
         query,
-        max_subscriptions: Arc::new(route.limits.max_subscriptions.into()),
         limits: session::conn_limits(&route.limits, close_timeout),
         prepared,
     };

@@ -1,7 +1,6 @@
 //! The daemon's side of a router's [`Outlet`](wsgate_plugin_api::Outlet):
 //! the connection's shared handle, used from any task.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use wsgate_plugin_api::{Close, Outbound, Port, SendError, SubscribeError, Upstream};
@@ -15,8 +14,6 @@ pub struct ConnPort {
     pub conn: Arc<Conn>,
     pub metrics: Arc<Metrics>,
     pub hub: Arc<Hub>,
-    /// The route's `max_subscriptions` in force, as the session keeps it.
-    pub max_subscriptions: Arc<AtomicUsize>,
 }
 
 impl Port for ConnPort {
@@ -32,8 +29,8 @@ impl Port for ConnPort {
     }
 
     fn subscribe(&self, topic: &str) -> Result<bool, SubscribeError> {
-        let max = self.max_subscriptions.load(Ordering::Relaxed);
-        self.hub.subscribe(&self.conn, topic, max)
+        self.hub
+            .subscribe(&self.conn, topic, self.conn.max_subscriptions())
     }
 
     fn close(&self, c: Close) {

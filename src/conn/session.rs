@@ -1,7 +1,6 @@
 //! The [`Session`] a router sees: its own connection, the hub, the limits.
 
 use std::any::Any;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use wsgate_plugin_api::{
@@ -23,8 +22,6 @@ pub struct ConnSession<'a> {
     pub id: String,
     pub identity: Identity,
     pub query: Option<String>,
-    /// The route's `max_subscriptions` in force (shared with the outlets).
-    pub max_subscriptions: Arc<AtomicUsize>,
     /// The route's limits in force, as a router sees them.
     pub limits: ConnLimits,
     /// What the router's `accept` hook prepared, until `on_open` takes it.
@@ -34,8 +31,7 @@ pub struct ConnSession<'a> {
 impl ConnSession<'_> {
     /// After a reload: the route's limits in force.
     pub fn apply(&mut self, limits: &Limits, close_timeout: std::time::Duration) {
-        self.max_subscriptions
-            .store(limits.max_subscriptions, Ordering::Relaxed);
+        self.conn.set_max_subscriptions(limits.max_subscriptions);
         self.limits = conn_limits(limits, close_timeout);
     }
 }
@@ -75,8 +71,8 @@ impl Session for ConnSession<'_> {
     }
 
     fn subscribe(&mut self, topic: &str) -> Result<bool, SubscribeError> {
-        let max = self.max_subscriptions.load(Ordering::Relaxed);
-        self.hub.subscribe(self.conn, topic, max)
+        self.hub
+            .subscribe(self.conn, topic, self.conn.max_subscriptions())
     }
 
     fn unsubscribe(&mut self, topic: &str) -> bool {
@@ -100,7 +96,6 @@ impl Session for ConnSession<'_> {
             conn: Arc::clone(self.conn),
             metrics: Arc::clone(self.metrics),
             hub: Arc::clone(&self.hub),
-            max_subscriptions: Arc::clone(&self.max_subscriptions),
         }))
     }
 
