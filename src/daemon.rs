@@ -48,7 +48,7 @@ pub struct Daemon {
     /// atomic load.
     generation: AtomicU64,
     registry: Arc<Registry>,
-    hub: Arc<Hub>,
+    hub: Hub,
     metrics: Arc<Metrics>,
     started: Instant,
     /// Cancelled when the daemon starts draining: upgrades are refused with
@@ -76,7 +76,7 @@ impl Daemon {
             settings: ArcSwap::from_pointee(settings),
             generation: AtomicU64::new(0),
             registry: Registry::new(),
-            hub: Arc::new(Hub::new(Arc::clone(&metrics))),
+            hub: Hub::new(Arc::clone(&metrics)),
             metrics,
             started: Instant::now(),
             draining: CancellationToken::new(),
@@ -119,11 +119,6 @@ impl Daemon {
 
     pub fn hub(&self) -> &Hub {
         &self.hub
-    }
-
-    /// The hub, owned: for what outlives a hook (a router's outlet).
-    pub fn hub_handle(&self) -> Arc<Hub> {
-        Arc::clone(&self.hub)
     }
 
     pub fn metrics(&self) -> &Metrics {

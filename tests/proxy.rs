@@ -498,6 +498,33 @@ async fn wsgate_pings_the_upstream_leg() {
 }
 
 #[tokio::test]
+async fn a_reload_reaches_the_upstream_legs_pings() {
+    let up = Upstream::start().await;
+    let config = |ping: &str| {
+        format!(
+            "{}[routes.limits]\nping_interval = \"{ping}\"\npong_timeout = \"2s\"\n",
+            proxy_config(&up.url("/echo"), "", "")
+        )
+    };
+    let d = Daemon::start(&config("100ms")).await;
+    let mut ws = d.connect("/ws/chat?access_token=tok-alice").await;
+    up.wait(0, |s| s.pings >= 2).await;
+
+    // Pings off: the leg sends none after its next ping time.
+    d.write_config(&config("0s"));
+    d.signal("HUP");
+    d.wait_reloads("ok", 1.0).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = up.wait(0, |_| true).await.pings;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let after = up.wait(0, |_| true).await.pings;
+    assert_eq!(after, before, "the upstream leg kept pinging every 100ms");
+    // The connection lives on, both legs.
+    ws.send(Message::text("still")).await.expect("send");
+    assert_eq!(recv(&mut ws).await, Message::text("still"));
+}
+
+#[tokio::test]
 async fn a_client_that_does_not_read_an_upstream_flood_is_a_slow_consumer() {
     let up = Upstream::start().await;
     let d = Daemon::start(&format!(

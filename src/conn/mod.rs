@@ -102,7 +102,8 @@ pub async fn run(daemon: Arc<Daemon>, accepted: Box<Accepted>) {
     let mut generation = daemon.generation();
     let close_timeout = daemon.settings().config.server.close_timeout;
     let session = ConnSession {
-        hub: daemon.hub_handle(),
+        daemon: &daemon,
+        hub: daemon.hub(),
         metrics: daemon.metrics_handle(),
         tasks: daemon.tasks(),
         conn: &conn,

@@ -3,17 +3,16 @@
 
 use std::sync::Arc;
 
-use wsgate_plugin_api::{Close, Outbound, Port, SendError, SubscribeError, Upstream};
+use wsgate_plugin_api::{Close, ConnLimits, Outbound, Port, SendError, SubscribeError, Upstream};
 
+use super::session::conn_limits;
+use crate::daemon::Daemon;
 use crate::handle::{Conn, Offer};
-use crate::hub::Hub;
-use crate::metrics::Metrics;
 use crate::ws::close;
 
 pub struct ConnPort {
     pub conn: Arc<Conn>,
-    pub metrics: Arc<Metrics>,
-    pub hub: Arc<Hub>,
+    pub daemon: Arc<Daemon>,
 }
 
 impl Port for ConnPort {
@@ -21,7 +20,7 @@ impl Port for ConnPort {
         match self.conn.offer(message) {
             Offer::Queued => Ok(()),
             Offer::Full(why) => {
-                self.metrics.slow_consumer(why);
+                self.daemon.metrics().slow_consumer(why);
                 Err(SendError::QueueFull)
             }
             Offer::Closing => Err(SendError::Closing),
@@ -29,8 +28,18 @@ impl Port for ConnPort {
     }
 
     fn subscribe(&self, topic: &str) -> Result<bool, SubscribeError> {
-        self.hub
+        self.daemon
+            .hub()
             .subscribe(&self.conn, topic, self.conn.max_subscriptions())
+    }
+
+    fn limits(&self) -> Option<ConnLimits> {
+        let settings = self.daemon.settings();
+        let route = settings.route(&self.conn.route)?;
+        Some(conn_limits(
+            &route.limits,
+            settings.config.server.close_timeout,
+        ))
     }
 
     fn close(&self, c: Close) {

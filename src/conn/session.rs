@@ -9,12 +9,15 @@ use wsgate_plugin_api::{
 
 use super::outlet::ConnPort;
 use crate::config::Limits;
+use crate::daemon::Daemon;
 use crate::handle::{Conn, Offer};
 use crate::hub::{Hub, Source};
 use crate::metrics::Metrics;
 
 pub struct ConnSession<'a> {
-    pub hub: Arc<Hub>,
+    /// For what outlives a hook (a router's outlet).
+    pub daemon: &'a Arc<Daemon>,
+    pub hub: &'a Hub,
     pub metrics: &'a Arc<Metrics>,
     /// Where the daemon's connection tasks run (a drain waits for them).
     pub tasks: &'a tokio_util::task::TaskTracker,
@@ -94,8 +97,7 @@ impl Session for ConnSession<'_> {
     fn outlet(&self) -> Outlet {
         Outlet::new(Arc::new(ConnPort {
             conn: Arc::clone(self.conn),
-            metrics: Arc::clone(self.metrics),
-            hub: Arc::clone(&self.hub),
+            daemon: Arc::clone(self.daemon),
         }))
     }
 

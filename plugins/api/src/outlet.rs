@@ -4,13 +4,14 @@
 
 use std::sync::Arc;
 
-use crate::{Close, Outbound, SendError, SubscribeError};
+use crate::{Close, ConnLimits, Outbound, SendError, SubscribeError};
 
 /// What the daemon does behind an [`Outlet`]; implemented by the daemon
 /// only (a router uses [`Outlet`]).
 pub trait Port: Send + Sync + 'static {
     fn send(&self, message: Outbound) -> Result<(), SendError>;
     fn subscribe(&self, topic: &str) -> Result<bool, SubscribeError>;
+    fn limits(&self) -> Option<ConnLimits>;
     fn close(&self, close: Close);
     fn pause_reading(&self);
     fn resume_reading(&self);
@@ -63,6 +64,15 @@ impl Outlet {
         self.0.subscribe(topic)
     }
 
+    /// The route's limits in force now, as
+    /// [`Session::limits`](crate::Session::limits) gives them (a reload
+    /// changes them); `None` once the route is gone. It reads the live
+    /// config: a task asks at its own pace (e.g. at each ping), not per
+    /// message.
+    pub fn limits(&self) -> Option<ConnLimits> {
+        self.0.limits()
+    }
+
     /// Closes the connection: what is queued goes out first, then a close
     /// frame with this code (a code that may not be sent on the wire
     /// becomes 1011). The first close asked for wins.
@@ -110,6 +120,9 @@ impl Port for Detached {
     }
     fn subscribe(&self, _topic: &str) -> Result<bool, SubscribeError> {
         Ok(false)
+    }
+    fn limits(&self) -> Option<ConnLimits> {
+        None
     }
     fn close(&self, _close: Close) {}
     fn pause_reading(&self) {}

@@ -551,10 +551,19 @@ impl Leg {
             self.send_close(out, Some(close::GOING_AWAY), "no pong in time");
             self.fail(out, BAD_GATEWAY, "upstream did not answer a ping");
         } else if out.open() && self.next_ping.is_some_and(|t| t <= now) {
-            out.frame(OpCode::Ping, &[]);
-            self.next_ping = Some(now + self.limits.ping_interval);
-            if self.pong_due.is_none() {
-                self.pong_due = Some(now + self.limits.pong_timeout);
+            // A reload reaches the leg at its pings: the route's limits in
+            // force now (pings turned off: none is sent).
+            if let Some(limits) = self.outlet.limits() {
+                self.limits = limits;
+            }
+            if self.limits.ping_interval.is_zero() {
+                self.next_ping = None;
+            } else {
+                out.frame(OpCode::Ping, &[]);
+                self.next_ping = Some(now + self.limits.ping_interval);
+                if self.pong_due.is_none() {
+                    self.pong_due = Some(now + self.limits.pong_timeout);
+                }
             }
         }
         true
