@@ -123,6 +123,12 @@ cpu_ticks() {
   echo "$total"
 }
 
+# CPU ticks of each of the proxy's processes, space-separated.
+worker_ticks() {
+  local pid
+  for pid in $cpu_pids; do awk '{printf "%d ", $14 + $15}' "/proc/$pid/stat"; done
+}
+
 stop() { kill "$proxy_pid" 2>/dev/null || true; wait "$proxy_pid" 2>/dev/null || true; sleep 0.5; }
 
 bench() { # bench <name> <proxy> <workers> <mode> args...
@@ -131,11 +137,13 @@ bench() { # bench <name> <proxy> <workers> <mode> args...
   local extra=()
   [ "$1" = idle ] && extra+=(--pid "$measure_pid")
   echo "== $name.$round ($proxy)" >&2
-  local before
+  local before workers_before
   before=$(cpu_ticks)
+  workers_before=$(worker_ticks)
   "$bin/wsgate" bench "$@" --url "ws://127.0.0.1:$PORT/ws/echo" "${extra[@]}" \
     --json --quiet > "$out/$name.$round.$proxy.json"
   echo $(( $(cpu_ticks) - before )) > "$out/$name.$round.$proxy.ticks"
+  echo "$workers_before" "/" "$(worker_ticks)" > "$out/$name.$round.$proxy.workers"
   stop
 }
 
@@ -177,5 +185,15 @@ print("|---|---:|---:|---:|")
 for label, name, get in rows:
     w, n = median(name, "wsgate", get), median(name, "nginx", get)
     print(f"| {label} | {w:,.2f} | {n:,.2f} | {w / n:.2f}x |")
+# nginx hands each connection to one worker for its life: how evenly the
+# echo run's connections fell on its workers decides its throughput.
+print()
+for i in range(1, repeat + 1):
+    before, after = (out / f"echo.{i}.nginx.workers").read_text().split("/")
+    used = [int(a) - int(b) for a, b in zip(after.split(), before.split())]
+    share = max(used) / max(1, sum(used))
+    rate = json.loads((out / f"echo.{i}.nginx.json").read_text())["results"]["msgs_per_s"]
+    wsg = json.loads((out / f"echo.{i}.wsgate.json").read_text())["results"]["msgs_per_s"]
+    print(f"round {i}: nginx {rate:,.0f} msgs/s with {share:.0%} of its CPU on its busiest worker; wsgate {wsg:,.0f} msgs/s")
 PY
 echo "results in $out"

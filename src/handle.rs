@@ -153,6 +153,14 @@ pub struct ConnStats {
     pub rtt_us: AtomicU64,
 }
 
+/// Adds to a counter that only the connection's task writes: a plain load
+/// and store, without the locked read-modify-write of `fetch_add` (readers
+/// see the old or the new value, never a torn one).
+#[inline]
+pub fn bump(counter: &AtomicU64, by: u64) {
+    counter.store(counter.load(Ordering::Relaxed) + by, Ordering::Relaxed);
+}
+
 impl ConnStats {
     /// The traffic counted so far.
     pub fn traffic(&self) -> Traffic {
@@ -190,6 +198,8 @@ pub struct Conn {
     /// subscriptions were removed for good: a subscribe from another task
     /// (a router's outlet) after that subscribes nothing.
     unsubscribed: AtomicBool,
+    /// A drain request waits in the queue (set and cleared under its lock).
+    drain_requested: AtomicBool,
     /// The route's `max_subscriptions` in force, kept by the connection's
     /// task (at open and after a reload) for subscribes from any task.
     max_subscriptions: AtomicUsize,
@@ -235,6 +245,7 @@ impl Conn {
             wake: Wakeup::default(),
             subscriptions: Mutex::default(),
             unsubscribed: AtomicBool::new(false),
+            drain_requested: AtomicBool::new(false),
             max_subscriptions: AtomicUsize::new(0),
             user_released: AtomicBool::new(false),
             reads_paused: AtomicBool::new(false),
@@ -341,13 +352,20 @@ impl Conn {
             return;
         }
         q.drain = Some(drain);
+        self.drain_requested.store(true, Ordering::Release);
         drop(q);
         self.wake.wake();
     }
 
-    /// The drain request, once.
+    /// The drain request, once (the task asks on every turn: without a
+    /// request, that costs no lock).
     pub(crate) fn take_drain(&self) -> Option<Drain> {
-        lock(&self.queue).drain.take()
+        if !self.drain_requested.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut q = lock(&self.queue);
+        self.drain_requested.store(false, Ordering::Relaxed);
+        q.drain.take()
     }
 
     /// Stops the task reading the socket until [`Conn::resume_reads`].

@@ -19,7 +19,7 @@ use super::session::ConnSession;
 use super::timers::{Due, Timers};
 use super::wire::{Framed, Wire};
 use crate::config::{Limits, OnRateLimit};
-use crate::handle::Conn;
+use crate::handle::{bump, Conn};
 use crate::metrics::{Metrics, SlowConsumer};
 use crate::ws::close;
 use crate::ws::codec::{Event, OpCode, SmallFragments};
@@ -174,8 +174,8 @@ impl<'a> Task<'a> {
     fn count_out(&self, framed: Framed) {
         if framed.messages > 0 {
             let stats = &self.conn.stats;
-            stats.msgs_out.fetch_add(framed.messages, Ordering::Relaxed);
-            stats.bytes_out.fetch_add(framed.bytes, Ordering::Relaxed);
+            bump(&stats.msgs_out, framed.messages);
+            bump(&stats.bytes_out, framed.bytes);
         }
     }
 
@@ -482,10 +482,8 @@ impl<'a> Task<'a> {
             now.duration_since(self.conn.started).as_millis() as u64,
             Ordering::Relaxed,
         );
-        stats.msgs_in.fetch_add(1, Ordering::Relaxed);
-        stats
-            .bytes_in
-            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        bump(&stats.msgs_in, 1);
+        bump(&stats.bytes_in, data.len() as u64);
 
         if self.limiter.as_ref().is_some_and(|l| l.check().is_err()) {
             match limits.on_rate_limit {
