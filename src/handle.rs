@@ -200,8 +200,8 @@ pub struct Conn {
     unsubscribed: AtomicBool,
     /// A drain request waits in the queue (set and cleared under its lock).
     drain_requested: AtomicBool,
-    /// The route's `max_subscriptions` in force, kept by the connection's
-    /// task (at open and after a reload) for subscribes from any task.
+    /// The route's `max_subscriptions` in force (updated live on reload),
+    /// for subscribes from any task.
     max_subscriptions: AtomicUsize,
     /// Set once the per-user share of this connection was handed to a newer
     /// connection (evict_oldest), so the slot does not release it twice.
@@ -229,6 +229,7 @@ impl Conn {
         ip: IpAddr,
         queue_limit: usize,
         queue_bytes_limit: usize,
+        max_subscriptions: usize,
     ) -> Self {
         Self {
             id,
@@ -246,7 +247,7 @@ impl Conn {
             subscriptions: Mutex::default(),
             unsubscribed: AtomicBool::new(false),
             drain_requested: AtomicBool::new(false),
-            max_subscriptions: AtomicUsize::new(0),
+            max_subscriptions: AtomicUsize::new(max_subscriptions),
             user_released: AtomicBool::new(false),
             reads_paused: AtomicBool::new(false),
             upstream: Mutex::default(),

@@ -225,6 +225,7 @@ impl Registry {
             c.ip,
             c.limits.send_queue,
             c.limits.send_queue_bytes,
+            c.limits.max_subscriptions,
         ));
         global.add(id, c.ip, c.user);
         routes

@@ -141,7 +141,7 @@ mod tests {
 
     fn conn(id: u64, route: &str, user: Option<&str>, ip: &str, msgs_in: u64) -> Arc<Conn> {
         let ip: IpAddr = ip.parse().expect("an address");
-        let c = Conn::new(id, route.into(), user.map(Into::into), ip, 16, 1 << 20);
+        let c = Conn::new(id, route.into(), user.map(Into::into), ip, 16, 1 << 20, 100);
         c.stats.msgs_in.store(msgs_in, Relaxed);
         Arc::new(c)
     }

@@ -276,7 +276,7 @@ mod tests {
 
     fn conn(id: u64) -> Arc<Conn> {
         let ip: IpAddr = "127.0.0.1".parse().expect("an address");
-        Arc::new(Conn::new(id, "/ws".into(), None, ip, 16, 1 << 20))
+        Arc::new(Conn::new(id, "/ws".into(), None, ip, 16, 1 << 20, 100))
     }
 
     fn rates(b: &Baseline, c: &Conn) -> (f64, f64) {

@@ -60,6 +60,8 @@ thread_local! {
 pub struct Accepted {
     pub wire: Wire,
     pub slot: Slot,
+    /// The connection's id as text (what `Session::id` gives).
+    pub id: String,
     pub route: Arc<Route>,
     pub identity: Identity,
     pub query: Option<String>,
@@ -92,13 +94,13 @@ pub async fn run(daemon: Arc<Daemon>, accepted: Box<Accepted>) {
     let Accepted {
         mut wire,
         slot,
+        id,
         mut route,
         identity,
         query,
         prepared,
     } = *accepted;
     let conn = Arc::clone(slot.conn());
-    conn.set_max_subscriptions(route.limits.max_subscriptions);
     let mut generation = daemon.generation();
     let close_timeout = daemon.settings().config.server.close_timeout;
     let session = ConnSession {
@@ -107,7 +109,7 @@ pub async fn run(daemon: Arc<Daemon>, accepted: Box<Accepted>) {
         metrics: daemon.metrics_handle(),
         tasks: daemon.tasks(),
         conn: &conn,
-        id: conn.id.to_string(),
+        id,
         identity,
         query,
         limits: session::conn_limits(&route.limits, close_timeout),

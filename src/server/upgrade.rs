@@ -413,6 +413,7 @@ pub async fn handle(
         let accepted = Box::new(Accepted {
             wire,
             slot,
+            id: conn_id,
             route,
             identity,
             query,

@@ -44,10 +44,13 @@ struct Prepared {
     unopened: Option<Unopened>,
 }
 
-/// A `close` event owed for an accepted `open`, posted when dropped armed.
+/// A `close` event owed for an accepted `open`, posted when dropped armed
+/// (its body is made only then).
 struct Unopened {
     backend: Arc<Backend>,
-    body: Bytes,
+    conn: Option<String>,
+    user: Option<Arc<str>>,
+    route: Arc<str>,
     armed: bool,
 }
 
@@ -59,8 +62,13 @@ impl Drop for Unopened {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
+        let who = Who {
+            conn: self.conn.as_deref(),
+            user: self.user.as_deref(),
+            route: &self.route,
+        };
+        let body = wire::close(&who, LOST.0, "upgrade not completed");
         let backend = Arc::clone(&self.backend);
-        let body = std::mem::take(&mut self.body);
         runtime.spawn(async move {
             if let Err(failure) = backend.post(Event::Close, body, false).await {
                 tracing::debug!(error = %failure, "callback close event failed");
@@ -166,7 +174,9 @@ impl Router for Callback {
                 .posts(Event::Close)
                 .then(|| Unopened {
                     backend: Arc::clone(&self.backend),
-                    body: wire::close(&who, LOST.0, "upgrade not completed"),
+                    conn: request.conn_id.map(str::to_string),
+                    user: identity.user.clone(),
+                    route: Arc::clone(&route),
                     armed: true,
                 });
             match self.backend.post(Event::Open, body, true).await {

@@ -134,6 +134,20 @@ impl Out {
         }
     }
 
+    /// Pauses the client's reads while frames wait: those of a plain
+    /// upstream as soon as its socket leaves any behind (the client's task
+    /// reads no more until the leg has written them out), those of a TLS
+    /// upstream, whose leg writes everything, once [`PAUSE_AT`] wait.
+    fn pause_if_waiting(&mut self, outlet: &Outlet) {
+        let waiting = match self.writer {
+            Some(_) => !self.wbuf.is_empty(),
+            None => self.wbuf.len() >= PAUSE_AT,
+        };
+        if waiting {
+            self.pause(outlet);
+        }
+    }
+
     /// Lets the client's reads go on.
     fn resume(&mut self, outlet: &Outlet) {
         if self.paused {
@@ -189,9 +203,7 @@ impl Shared {
         if !out.wbuf.is_empty() {
             // The leg is writing what waits: this goes behind it.
             out.frame(opcode, data);
-            if out.wbuf.len() >= PAUSE_AT {
-                out.pause(&self.outlet);
-            }
+            out.pause_if_waiting(&self.outlet);
             return;
         }
         let out = &mut *out;
@@ -205,21 +217,14 @@ impl Shared {
                 let written = write_now(socket, &frame).unwrap_or(0);
                 out.wbuf.extend_from_slice(&frame[written..]);
                 FRAME.set(frame);
-                if !out.wbuf.is_empty() {
-                    // The socket is full: the client's task reads no more
-                    // until the leg has written this out.
-                    out.pause(&self.outlet);
-                }
                 !out.wbuf.is_empty()
             }
             None => {
                 out.frame(opcode, data);
-                if out.wbuf.len() >= PAUSE_AT {
-                    out.pause(&self.outlet);
-                }
                 true
             }
         };
+        out.pause_if_waiting(&self.outlet);
         if handed {
             self.waker.wake();
         }
