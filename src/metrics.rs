@@ -408,7 +408,10 @@ impl Metrics {
             Unit::Seconds,
             m.handshake.clone(),
         );
-        // The routers' own metrics, under the same prefix.
+        // The plugins' own metrics, under the same prefix.
+        for auth in crate::plugins::auths() {
+            auth.register_metrics(registry);
+        }
         for router in crate::plugins::routers() {
             router.register_metrics(registry);
         }

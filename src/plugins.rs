@@ -3,7 +3,11 @@
 
 use wsgate_plugin_api::{AuthPlugin, RouterPlugin};
 
-static AUTH: &[&dyn AuthPlugin] = &[&wsgate_auth_token::Plugin, &wsgate_auth_jwt::Plugin];
+static AUTH: &[&dyn AuthPlugin] = &[
+    &wsgate_auth_token::Plugin,
+    &wsgate_auth_jwt::Plugin,
+    &wsgate_auth_forward::Plugin,
+];
 
 static ROUTERS: &[&dyn RouterPlugin] = &[
     &wsgate_route_echo::Plugin,
@@ -20,6 +24,11 @@ pub fn auth(name: &str) -> Option<&'static dyn AuthPlugin> {
 /// The router plugin called `name`.
 pub fn router(name: &str) -> Option<&'static dyn RouterPlugin> {
     ROUTERS.iter().copied().find(|p| p.name() == name)
+}
+
+/// Every auth plugin.
+pub fn auths() -> impl Iterator<Item = &'static dyn AuthPlugin> {
+    AUTH.iter().copied()
 }
 
 /// Every router plugin.

@@ -119,8 +119,9 @@ fn answer(
     }
 }
 
-/// A refusal of the route's router: its status and reason, with wsgate's
-/// JSON refusal or the body the router passes through.
+/// A refusal of the route's router (or an authenticator's with a body):
+/// its status and reason, with wsgate's JSON refusal or the body passed
+/// through.
 fn refused_by_router(
     daemon: &Daemon,
     ip: std::net::IpAddr,
@@ -141,6 +142,51 @@ fn refused_by_router(
         *response.body_mut() = Body::new(body);
     }
     response
+}
+
+/// A refusal of the route's authenticator: 401 `unauthorized`, 403
+/// `forbidden` (with wsgate's JSON refusal or the app's own answer), or
+/// 503 `auth_unavailable` with `Retry-After`.
+fn refused_by_auth(
+    daemon: &Daemon,
+    ip: std::net::IpAddr,
+    path: &str,
+    rejection: Rejection,
+) -> Response<Body> {
+    match rejection {
+        Rejection::Unauthorized(m) => refuse(
+            daemon,
+            ip,
+            path,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            &m,
+        ),
+        Rejection::Forbidden(m) => refuse(daemon, ip, path, StatusCode::FORBIDDEN, "forbidden", &m),
+        Rejection::Unavailable(m) => refuse(
+            daemon,
+            ip,
+            path,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "auth_unavailable",
+            &m,
+        ),
+        Rejection::Answered {
+            forbidden,
+            message,
+            content_type,
+            body,
+        } => {
+            let (status, reason) = if forbidden {
+                (403, "forbidden")
+            } else {
+                (401, "unauthorized")
+            };
+            let mut refusal = RouterRefusal::new(status, reason, message);
+            refusal.body = Some((content_type, body));
+            refused_by_router(daemon, ip, path, refusal)
+        }
+    }
 }
 
 /// An `Origin` header as the log shows it: quoted with control and
@@ -247,19 +293,7 @@ pub async fn handle(
             let limit = daemon.settings().config.server.handshake_timeout;
             match tokio::time::timeout(limit, auth.authenticate(&request)).await {
                 Ok(Ok(identity)) => identity,
-                Ok(Err(Rejection::Unauthorized(m))) => {
-                    return refuse(
-                        &daemon,
-                        ip,
-                        &path,
-                        StatusCode::UNAUTHORIZED,
-                        "unauthorized",
-                        &m,
-                    )
-                }
-                Ok(Err(Rejection::Forbidden(m))) => {
-                    return refuse(&daemon, ip, &path, StatusCode::FORBIDDEN, "forbidden", &m)
-                }
+                Ok(Err(rejection)) => return refused_by_auth(&daemon, ip, &path, rejection),
                 Err(_) => {
                     return refuse(
                         &daemon,

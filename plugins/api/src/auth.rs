@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::{query, BoxFuture, HeaderMap, OptionsError, Table};
+use crate::{query, BoxFuture, Bytes, HeaderMap, OptionsError, Table};
 
 /// What an authenticator sees of the upgrade request.
 #[derive(Debug)]
@@ -71,6 +71,22 @@ pub enum Rejection {
     /// 403: valid credentials that are not allowed here.
     #[error("{0}")]
     Forbidden(String),
+    /// 503 `auth_unavailable`, with `Retry-After`: whoever decides could
+    /// not be asked (down, too slow, or it answered an error). Counted apart
+    /// from refusals, so that an outage shows as one.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A 401 or 403 with the answer of the app that decided, passed to the
+    /// client as it is (content type and body) instead of wsgate's JSON
+    /// refusal; `message` is what the log says.
+    #[error("{message}")]
+    Answered {
+        /// 403 rather than 401.
+        forbidden: bool,
+        message: String,
+        content_type: String,
+        body: Bytes,
+    },
 }
 
 /// Turns an upgrade request into an identity.
@@ -97,4 +113,8 @@ pub trait AuthPlugin: Send + Sync + 'static {
     fn public_keys(&self) -> &'static [&'static str] {
         &[]
     }
+
+    /// Registers the plugin's own metrics (once, at start; they are shown
+    /// under the `wsgate_` prefix). The default has none.
+    fn register_metrics(&self, _registry: &mut prometheus_client::registry::Registry) {}
 }
