@@ -99,6 +99,15 @@ impl fmt::Debug for SecretSource {
 }
 
 impl SecretSource {
+    /// For a secret that may be left out: `None` when no source is set,
+    /// else [`SecretSource::load`].
+    pub fn load_optional(&self, key: &str) -> Result<Option<Secret>, OptionsError> {
+        if self.env.is_none() && self.file.is_none() && self.inline.is_none() {
+            return Ok(None);
+        }
+        self.load(key).map(Some)
+    }
+
     /// Reads the secret from the one source that is set. `key` names the
     /// options in errors: `secret` stands for `secret_env`, `secret_file`
     /// and `secret`. An empty secret is an error.

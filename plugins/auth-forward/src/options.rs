@@ -258,37 +258,34 @@ impl Options {
                 format!("`{}` is not a header name", raw.key_header),
             )
         })?;
-        let key = match (raw.key_env, raw.key_file) {
-            (None, None) => None,
-            (Some(_), Some(_)) => {
-                return Err(OptionsError::new(
-                    "key_env and key_file are exclusive: set only one",
-                ))
-            }
-            (env, file) => {
-                let at = if env.is_some() { "key_env" } else { "key_file" };
-                let key = SecretSource {
-                    env,
-                    file,
-                    inline: None,
-                }
-                .load("key")?;
-                let mut value = HeaderValue::from_bytes(key.expose()).map_err(|_| {
-                    OptionsError::at(
-                        at,
-                        "the key must be usable in an HTTP header (no control characters)",
-                    )
-                })?;
-                value.set_sensitive(true);
-                if forward_headers.contains(&key_header) {
-                    return Err(OptionsError::at(
-                        "key_header",
-                        format!("`{key_header}` is also in forward_headers"),
-                    ));
-                }
-                Some((key_header, value))
-            }
+        let at = if raw.key_env.is_some() {
+            "key_env"
+        } else {
+            "key_file"
         };
+        let key = SecretSource {
+            env: raw.key_env,
+            file: raw.key_file,
+            inline: None,
+        }
+        .load_optional("key")?
+        .map(|key| {
+            let mut value = HeaderValue::from_bytes(key.expose()).map_err(|_| {
+                OptionsError::at(
+                    at,
+                    "the key must be usable in an HTTP header (no control characters)",
+                )
+            })?;
+            value.set_sensitive(true);
+            if forward_headers.contains(&key_header) {
+                return Err(OptionsError::at(
+                    "key_header",
+                    format!("`{key_header}` is also in forward_headers"),
+                ));
+            }
+            Ok((key_header, value))
+        })
+        .transpose()?;
         Ok(Self {
             url,
             post,

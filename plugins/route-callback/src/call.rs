@@ -5,22 +5,17 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use http_body_util::Full;
+use wsgate_http_client::{Client, Pool, USER_AGENT};
 
 use crate::metrics::{Event, Outcome, METRICS};
 use crate::options::Options;
 use crate::wire::{Answer, Malformed};
 
-/// What wsgate tells the backend it is.
-const USER_AGENT: &str = concat!("wsgate/", env!("CARGO_PKG_VERSION"));
-
 /// A route's backend: its options and its keep-alive pool.
 pub struct Backend {
     pub options: Options,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client,
 }
 
 /// Why an event got no usable answer.
@@ -60,13 +55,13 @@ impl Backend {
     /// Builds the client; nothing is dialled or spawned until the first
     /// request.
     pub fn new(options: Options) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_max_idle_per_host(options.pool_max_idle)
-            .pool_idle_timeout(options.pool_idle_timeout)
-            .build(connector);
+        let client = Client::new(
+            None,
+            Pool {
+                max_idle: options.pool_max_idle,
+                idle_timeout: options.pool_idle_timeout,
+            },
+        );
         Self { options, client }
     }
 
@@ -75,10 +70,7 @@ impl Backend {
     /// 2xx answer is checked and returned; without, it is read and dropped.
     pub async fn post(&self, event: Event, body: Bytes, parse: bool) -> Result<Answer, Failure> {
         let started = Instant::now();
-        let timeout = self.options.timeout;
-        let result = tokio::time::timeout(timeout, self.exchange(body, parse))
-            .await
-            .unwrap_or(Err(Failure::Timeout(timeout)));
+        let result = self.exchange(body, parse).await;
         let outcome = match &result {
             Ok(_) => Outcome::Ok,
             Err(f) => f.outcome(),
@@ -98,19 +90,19 @@ impl Backend {
                 .headers_mut()
                 .insert(header::AUTHORIZATION, auth.clone());
         }
+        let limit = self.options.max_answer_bytes;
         let response = self
             .client
-            .request(request)
+            .send(request, self.options.timeout, limit)
             .await
-            .map_err(|e| Failure::Unreachable(error_chain(&e)))?;
+            .map_err(|e| match e {
+                wsgate_http_client::Error::Timeout(t) => Failure::Timeout(t),
+                wsgate_http_client::Error::Unreachable(why) => Failure::Unreachable(why),
+                wsgate_http_client::Error::TooLarge(_) => {
+                    Failure::Malformed(format!("the answer is over max_answer_bytes ({limit})"))
+                }
+            })?;
         let status = response.status();
-        let limit = self.options.max_answer_bytes;
-        // Read whole (within the limit) so that the connection can serve
-        // the next request.
-        let body = Limited::new(response.into_body(), limit)
-            .collect()
-            .await
-            .map(|b| b.to_bytes());
         if status.is_server_error() {
             return Err(Failure::Status5xx(status));
         }
@@ -120,31 +112,10 @@ impl Backend {
         if !status.is_success() {
             return Err(Failure::Malformed(format!("unexpected status {status}")));
         }
-        let body = match body {
-            Ok(b) => b,
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                return Err(Failure::Malformed(format!(
-                    "the answer is over max_answer_bytes ({limit})"
-                )))
-            }
-            Err(e) => return Err(Failure::Unreachable(format!("answer cut off: {e}"))),
-        };
+        let body = response.into_body();
         if !parse {
             return Ok(Answer::default());
         }
         Ok(Answer::parse(&body)?)
     }
-}
-
-/// An error with its causes (hyper's own text says little: "client error
-/// (Connect)").
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

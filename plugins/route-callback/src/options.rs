@@ -135,24 +135,19 @@ impl Options {
             return Err(OptionsError::at("max_answer_bytes", "must be at least 1"));
         }
         let events = parse_events(&raw.events)?;
-        let authorization = match (raw.key_env, raw.key_file) {
-            (None, None) => None,
-            (Some(_), Some(_)) => {
-                return Err(OptionsError::new(
-                    "key_env and key_file are exclusive: set only one",
-                ))
-            }
-            (env, file) => {
-                let at = if env.is_some() { "key_env" } else { "key_file" };
-                let key = SecretSource {
-                    env,
-                    file,
-                    inline: None,
-                }
-                .load("key")?;
-                Some(bearer(key.expose(), at)?)
-            }
+        let at = if raw.key_env.is_some() {
+            "key_env"
+        } else {
+            "key_file"
         };
+        let authorization = SecretSource {
+            env: raw.key_env,
+            file: raw.key_file,
+            inline: None,
+        }
+        .load_optional("key")?
+        .map(|key| bearer(key.expose(), at))
+        .transpose()?;
         Ok(Self {
             url,
             timeout: raw.timeout,

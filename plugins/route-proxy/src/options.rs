@@ -175,9 +175,10 @@ impl Options {
             ));
         }
         let tls = match (target.tls, raw.ca_file) {
-            (true, Some(path)) => {
-                Some(client_config(&path).map_err(|e| OptionsError::at("ca_file", e))?)
-            }
+            (true, Some(path)) => Some(
+                wsgate_http_client::trust(path.as_ref())
+                    .map_err(|e| OptionsError::at("ca_file", e))?,
+            ),
             (true, None) => {
                 return Err(OptionsError::at(
                     "ca_file",
@@ -198,33 +199,6 @@ impl Options {
             max_refusal_body: raw.max_refusal_body_bytes,
         })
     }
-}
-
-/// A TLS client config that trusts the certificates of `ca_file`, with the
-/// ring provider (the daemon's only one) and ALPN http/1.1.
-fn client_config(path: &str) -> Result<Arc<rustls::ClientConfig>, String> {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::CertificateDer;
-
-    let mut roots = rustls::RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(path).map_err(|e| format!("{path}: {e}"))?;
-    for cert in certs {
-        let cert = cert.map_err(|e| format!("{path}: {e}"))?;
-        roots
-            .add(cert)
-            .map_err(|e| format!("{path}: not a usable CA certificate: {e}"))?;
-    }
-    if roots.is_empty() {
-        return Err(format!("{path}: no certificate in it"));
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
 }
 
 #[cfg(test)]
