@@ -424,3 +424,31 @@ async fn the_per_user_cap_evicts_the_oldest_forward_authenticated_connection() {
     send_json(&mut bob, json!({"type": "ping", "id": 1})).await;
     assert_eq!(recv_type(&mut bob, "pong").await["id"], 1);
 }
+
+#[tokio::test]
+async fn a_reload_changes_what_is_forwarded_and_a_broken_edit_is_refused() {
+    let app = App::start().await;
+    let d = start(&app, "cache_ttl = \"0s\"", "").await;
+    let mut ws = connect_as(&d, "/ws", "alice").await.expect("alice");
+    assert_eq!(welcome_user(&mut ws).await, "alice");
+
+    // A broken edit: refused, the running instance stays.
+    d.replace_config(&config(&app, "method = \"PUT\"", ""));
+    d.wait_reloads("error", 1.0).await;
+    let mut again = connect_as(&d, "/ws", "alice").await.expect("still alice");
+    assert_eq!(welcome_user(&mut again).await, "alice");
+
+    // The cookie is no longer forwarded: the app sees no session.
+    d.replace_config(&config(
+        &app,
+        "cache_ttl = \"0s\"\nforward_headers = [\"Authorization\"]",
+        "",
+    ));
+    d.wait_reloads("ok", 1.0).await;
+    let (status, body) = connect_as(&d, "/ws", "alice").await.expect_err("401");
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(app.calls().last().and_then(|c| c.header("cookie")), None);
+    // The connection admitted before the reload stays open.
+    send_json(&mut ws, json!({"type": "ping", "id": 1})).await;
+    assert_eq!(recv_type(&mut ws, "pong").await["id"], 1);
+}
