@@ -5,10 +5,18 @@
 //! marks that one connection as a slow consumer (closed with 4002) and the
 //! loop goes on, so one stalled client cannot delay anyone else. A topic is
 //! removed with its last subscriber, so the map never only grows.
+//!
+//! In a cluster ([`Hub::attach`]), the same frame is then offered to the
+//! other nodes through the bus (which never waits), the bus is told when a
+//! topic gains its first local subscriber or loses its last (interest), and
+//! frames from other nodes are delivered here without being forwarded
+//! again ([`Hub::deliver_remote`]).
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Instant;
+
+use wsgate_cluster::{Bus, Forwarded};
 
 use serde::Serialize;
 use wsgate_plugin_api::{Bytes, Outbound, RawValue, SubscribeError};
@@ -21,6 +29,17 @@ type Subscribers = HashMap<ConnId, Arc<Conn>>;
 pub struct Hub {
     topics: RwLock<HashMap<Arc<str>, Subscribers>>,
     metrics: Arc<Metrics>,
+    /// The cluster bus, once attached at start.
+    bus: OnceLock<Arc<Bus>>,
+}
+
+/// What came of a publish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// Local send queues that took the frame.
+    pub delivered: usize,
+    /// In a cluster: whether the frame went to the other nodes.
+    pub forwarded: Option<Forwarded>,
 }
 
 /// The delivery frame every subscriber receives.
@@ -38,6 +57,8 @@ pub enum Source {
     Api,
     Client,
     Admin,
+    /// Another node, through the cluster bus.
+    Remote,
 }
 
 impl Source {
@@ -46,6 +67,7 @@ impl Source {
             Source::Api => "api",
             Source::Client => "client",
             Source::Admin => "admin",
+            Source::Remote => "remote",
         }
     }
 }
@@ -55,7 +77,23 @@ impl Hub {
         Self {
             topics: RwLock::default(),
             metrics,
+            bus: OnceLock::new(),
         }
+    }
+
+    /// Joins the cluster: from now on publishes are forwarded and interest
+    /// is told to `bus` (the topics that have subscribers already, too).
+    pub fn attach(&self, bus: Arc<Bus>) {
+        let topics = self.topics.read().unwrap_or_else(|e| e.into_inner());
+        for topic in topics.keys() {
+            bus.interest(topic, true);
+        }
+        let _ = self.bus.set(bus);
+    }
+
+    /// The cluster bus, when the node is part of a cluster.
+    pub fn bus(&self) -> Option<&Arc<Bus>> {
+        self.bus.get()
     }
 
     /// Subscribes `conn` to `topic`; `Ok(false)` if it already was.
@@ -75,7 +113,13 @@ impl Hub {
             let mut topics = self.topics.write().unwrap_or_else(|e| e.into_inner());
             let key = match topics.get_key_value(topic) {
                 Some((k, _)) => Arc::clone(k),
-                None => Arc::from(topic),
+                None => {
+                    let key: Arc<str> = Arc::from(topic);
+                    if let Some(bus) = self.bus.get() {
+                        bus.interest(&key, true);
+                    }
+                    key
+                }
             };
             topics
                 .entry(Arc::clone(&key))
@@ -114,23 +158,17 @@ impl Hub {
         if let Some(subs) = topics.get_mut(topic) {
             subs.remove(&id);
             if subs.is_empty() {
-                topics.remove(topic);
+                if let (Some((key, _)), Some(bus)) = (topics.remove_entry(topic), self.bus.get()) {
+                    bus.interest(&key, false);
+                }
             }
         }
     }
 
-    /// Delivers `data` to every subscriber of `topic`; returns how many
-    /// send queues took it.
-    pub fn publish(&self, topic: &str, data: &RawValue, source: Source) -> usize {
+    /// Delivers `data` to every subscriber of `topic`, then (in a cluster)
+    /// offers the same frame to the other nodes.
+    pub fn publish(&self, topic: &str, data: &RawValue, source: Source) -> Published {
         let started = Instant::now();
-        let delivered = self.fan_out(topic, data, source);
-        self.metrics
-            .publish_fanout
-            .observe(started.elapsed().as_secs_f64());
-        delivered
-    }
-
-    fn fan_out(&self, topic: &str, data: &RawValue, source: Source) -> usize {
         self.metrics.published(source.label());
         let frame = match serde_json::to_vec(&Delivery {
             kind: "message",
@@ -139,8 +177,39 @@ impl Hub {
         }) {
             Ok(v) => Bytes::from(v),
             // Serialising a str and a RawValue cannot fail.
-            Err(_) => return 0,
+            Err(_) => {
+                return Published {
+                    delivered: 0,
+                    forwarded: None,
+                }
+            }
         };
+        let delivered = self.fan_out(topic, &frame);
+        self.metrics
+            .publish_fanout
+            .observe(started.elapsed().as_secs_f64());
+        let forwarded = self.bus.get().map(|bus| bus.forward(topic, &frame));
+        Published {
+            delivered,
+            forwarded,
+        }
+    }
+
+    /// Delivers a frame another node published to this node's subscribers
+    /// of `topic` (never forwarded again).
+    pub fn deliver_remote(&self, topic: &str, frame: Bytes) -> usize {
+        let started = Instant::now();
+        self.metrics.published(Source::Remote.label());
+        let delivered = self.fan_out(topic, &frame);
+        self.metrics
+            .publish_fanout
+            .observe(started.elapsed().as_secs_f64());
+        delivered
+    }
+
+    /// Offers `frame` to every local subscriber of `topic`; returns how
+    /// many send queues took it.
+    fn fan_out(&self, topic: &str, frame: &Bytes) -> usize {
         let topics = self.topics.read().unwrap_or_else(|e| e.into_inner());
         let Some(subs) = topics.get(topic) else {
             return 0;

@@ -15,6 +15,7 @@
 //! - [`registry`]: who is connected, the caps, and the slot that frees a
 //!   connection's counts when it ends.
 //! - [`hub`]: topics and fan-out that never waits on one socket.
+//! - [`cluster`]: joining the other nodes through NATS (`crates/cluster`).
 //! - [`daemon`]: the shared state that ties them together.
 //! - [`conn`]: one connection's life: socket and buffers, timers, the close
 //!   handshake and dispatch, the loop.
@@ -35,6 +36,7 @@ pub const DEFAULT_CONFIG: &str = "etc/wsgate.toml";
 
 pub mod admin;
 pub mod certs;
+pub mod cluster;
 pub mod config;
 pub mod conn;
 pub mod control;

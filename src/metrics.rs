@@ -408,6 +408,7 @@ impl Metrics {
             Unit::Seconds,
             m.handshake.clone(),
         );
+        wsgate_cluster::register_metrics(registry);
         // The plugins' own metrics, under the same prefix.
         for auth in crate::plugins::auths() {
             auth.register_metrics(registry);

@@ -98,6 +98,9 @@ async fn run(
         .collect();
 
     let daemon = Daemon::new(settings, path.clone());
+    wsgate::cluster::join(&daemon)
+        .await
+        .context("cannot join the cluster")?;
     let (control, commands) = tokio::sync::mpsc::channel(CONTROL_QUEUE);
     signals::forward(control.clone()).context("cannot install signal handlers")?;
     let _watcher = match (&path, watch_config) {

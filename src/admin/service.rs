@@ -93,7 +93,7 @@ impl Service {
                 let Ok(data) = serde_json::value::to_raw_value(&data) else {
                     return Response::err(id, code::BAD_ARGUMENTS, "data is not JSON");
                 };
-                let delivered = d.hub().publish(&topic, &data, Source::Admin);
+                let delivered = d.hub().publish(&topic, &data, Source::Admin).delivered;
                 answer(id, &PublishResult { delivered })
             }
             Command::Config {} => {

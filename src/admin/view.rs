@@ -11,8 +11,8 @@ use std::time::{Instant, SystemTime};
 use ipnet::IpNet;
 
 use super::protocol::{
-    CertificateInfo, Changes, ConnDetail, ConnRow, Connections, Filter, LimitUse, ListenerInfo,
-    Overage, ReloadInfo, ReloadResult, Stats, UpstreamLeg,
+    CertificateInfo, Changes, ClusterInfo, ConnDetail, ConnRow, Connections, Filter, LimitUse,
+    ListenerInfo, Overage, ReloadInfo, ReloadResult, Stats, UpstreamLeg,
 };
 use crate::config::diff;
 use crate::daemon::Daemon;
@@ -273,6 +273,10 @@ pub fn stats_of(daemon: &Daemon, conns: &[Arc<Conn>]) -> Stats {
             .collect(),
         topics: daemon.hub().topic_count(),
         listeners: listeners(&settings),
+        cluster: daemon.hub().bus().map(|bus| ClusterInfo {
+            node: bus.node().to_string(),
+            nats_connected: bus.connected(),
+        }),
     }
 }
 

@@ -19,6 +19,12 @@ pub const RESTART_KEYS: &[&str] = &[
     "server.admin_watch_buffer",
     "server.watch_config",
     "server.reload_debounce",
+    "cluster.nats",
+    "cluster.node",
+    "cluster.subject_prefix",
+    "cluster.credentials_file",
+    "cluster.forward_queue",
+    "cluster.connect_timeout",
 ];
 
 /// The listeners, which apply live (`serve`, `tls`, `proxy_protocol`) as
@@ -48,6 +54,11 @@ pub fn keep_restart_keys(running: &Settings, new: &mut Settings) {
         new.listeners = running.listeners.clone();
     }
     keep_restart_server_keys(&running.config.server, &mut new.config.server);
+    // The bus runs with the cluster it started with; only
+    // `ready_requires_nats` applies live.
+    let ready_requires_nats = new.config.cluster.ready_requires_nats;
+    new.config.cluster = running.config.cluster.clone();
+    new.config.cluster.ready_requires_nats = ready_requires_nats;
 }
 
 fn keep_restart_server_keys(running: &ServerConfig, new: &mut ServerConfig) {
@@ -307,6 +318,8 @@ mod tests {
             "[server]\nlisten = \"127.0.0.1:9\"\nadmin_socket = \"/x.sock\"\n",
             "admin_socket_mode = \"0660\"\nadmin_watch_buffer = 7\n",
             "watch_config = false\nreload_debounce = \"1s\"\n",
+            "[cluster]\nnats = [\"nats://127.0.0.1:1\"]\nnode = \"n1\"\nsubject_prefix = \"x\"\n",
+            "credentials_file = \"/dev/null\"\nforward_queue = 5\nconnect_timeout = \"1s\"\n",
         ));
         assert_eq!(diff(&a, &b).restart_required.len(), RESTART_KEYS.len());
         keep_restart_keys(&a, &mut b);

@@ -10,6 +10,7 @@
 //! A [`Settings`] is immutable; a reload builds a new one aside and swaps it
 //! in at one point, so no connection ever sees a half-applied config.
 
+mod cluster;
 pub mod diff;
 pub mod listeners;
 pub mod load;

@@ -31,6 +31,10 @@ pub struct Config {
     /// ones apply: `echo` at `/ws/echo` and `pubsub` at `/ws`, auth `none`.
     #[serde(default = "default_routes")]
     pub routes: Vec<RouteConfig>,
+    /// `[cluster]`: nodes sharing topics through NATS; absent or without
+    /// `nats` servers, a single node.
+    #[serde(default)]
+    pub cluster: ClusterConfig,
 }
 
 impl Default for Config {
@@ -41,6 +45,7 @@ impl Default for Config {
             limits: Limits::default(),
             auth: BTreeMap::new(),
             routes: default_routes(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -317,6 +322,52 @@ impl<'de> Deserialize<'de> for IpNetwork {
 impl Serialize for IpNetwork {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(&self.0)
+    }
+}
+
+/// `[cluster]`: several wsgate nodes share their topics through NATS core.
+/// Read at start only, but for `ready_requires_nats`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// NATS server URLs; empty: a single node.
+    pub nats: Vec<String>,
+    /// This node's unique name; empty: the host name.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub node: String,
+    /// The first token(s) of every NATS subject wsgate uses.
+    pub subject_prefix: String,
+    /// A NATS `.creds` file (user JWT and nkey seed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credentials_file: Option<PathBuf>,
+    /// Delivery frames waiting for the NATS client; past it they are
+    /// dropped for the other nodes (counted and logged).
+    pub forward_queue: usize,
+    /// How long one connection attempt to a NATS server may take.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// `/readyz` answers 503 while NATS is not connected.
+    pub ready_requires_nats: bool,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            nats: Vec::new(),
+            node: String::new(),
+            subject_prefix: "wsgate".to_string(),
+            credentials_file: None,
+            forward_queue: 65_536,
+            connect_timeout: Duration::from_secs(2),
+            ready_requires_nats: false,
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// Whether the node is part of a cluster.
+    pub fn enabled(&self) -> bool {
+        !self.nats.is_empty()
     }
 }
 

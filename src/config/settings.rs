@@ -144,9 +144,13 @@ impl Settings {
         u32::from_str_radix(&self.config.server.admin_socket_mode, 8).unwrap_or(0o600)
     }
 
-    fn build(source: &Source, config: Config) -> Result<Self, ConfigError> {
+    fn build(source: &Source, mut config: Config) -> Result<Self, ConfigError> {
         let mut issues = Vec::new();
         let mut warnings = Vec::new();
+
+        for (key, message) in super::cluster::check(&mut config.cluster) {
+            issues.push(source.issue(&format!("cluster.{key}"), message));
+        }
 
         let server = &config.server;
         if server.handshake_timeout.is_zero() {

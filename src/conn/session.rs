@@ -91,7 +91,7 @@ impl Session for ConnSession<'_> {
     }
 
     fn publish(&mut self, topic: &str, data: &RawValue) -> usize {
-        self.hub.publish(topic, data, Source::Client)
+        self.hub.publish(topic, data, Source::Client).delivered
     }
 
     fn outlet(&self) -> Outlet {

@@ -122,6 +122,14 @@ pub fn stats_text(s: &Stats) -> String {
         ),
     );
     kv(&mut out, "topics", s.topics.to_string());
+    if let Some(c) = &s.cluster {
+        let nats = if c.nats_connected {
+            "NATS connected"
+        } else {
+            "NATS not connected: local delivery only"
+        };
+        kv(&mut out, "cluster", format!("node {} ({nats})", c.node));
+    }
     kv(
         &mut out,
         "messages in/out",

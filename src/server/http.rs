@@ -66,6 +66,13 @@ pub async fn handle(
                     StatusCode::SERVICE_UNAVAILABLE,
                     &json!({"status": "memory_pressure"}),
                 )
+            } else if daemon.settings().config.cluster.ready_requires_nats
+                && daemon.hub().bus().is_some_and(|bus| !bus.connected())
+            {
+                reply::json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &json!({"status": "nats_unavailable"}),
+                )
             } else {
                 reply::json(StatusCode::OK, &json!({"status": "ready"}))
             }
@@ -243,7 +250,14 @@ async fn publish(daemon: &Daemon, peer: SocketAddr, req: Request<Incoming>) -> R
             &problem,
         );
     }
-    let delivered = daemon.hub().publish(&body.topic, &body.data, Source::Api);
+    let published = daemon.hub().publish(&body.topic, &body.data, Source::Api);
+    let delivered = published.delivered;
     tracing::debug!(%peer, topic = %body.topic, delivered, "published");
-    reply::json(StatusCode::OK, &json!({ "delivered": delivered }))
+    match published.forwarded {
+        None => reply::json(StatusCode::OK, &json!({ "delivered": delivered })),
+        Some(forwarded) => reply::json(
+            StatusCode::OK,
+            &json!({ "delivered": delivered, "forwarded": forwarded.is_queued() }),
+        ),
+    }
 }

@@ -83,8 +83,8 @@ pub use event::Event;
 pub use request::{parse_network, Command, Filter, NotANetwork, Order, Request, SortKey};
 pub use response::{code, ErrorBody, Response};
 pub use results::{
-    CertificateInfo, Changes, ConfigResult, ConnDetail, ConnRow, Connections, DrainResult,
-    EvictPreview, EvictResult, LimitUse, ListenerInfo, Overage, PublishResult, ReloadInfo,
-    ReloadResult, Stats, UpstreamLeg, WatchAck,
+    CertificateInfo, Changes, ClusterInfo, ConfigResult, ConnDetail, ConnRow, Connections,
+    DrainResult, EvictPreview, EvictResult, LimitUse, ListenerInfo, Overage, PublishResult,
+    ReloadInfo, ReloadResult, Stats, UpstreamLeg, WatchAck,
 };
 pub use spec::{ListSpec, WatchSpec};

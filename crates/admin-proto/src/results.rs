@@ -83,6 +83,17 @@ pub struct Stats {
     /// The listeners, in config order, with their certificates.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub listeners: Vec<ListenerInfo>,
+    /// In a cluster: this node and its link to NATS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterInfo>,
+}
+
+/// This node in its cluster, in `stats`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterInfo {
+    pub node: String,
+    /// Whether NATS is connected now (publishes reach the other nodes).
+    pub nats_connected: bool,
 }
 
 /// A listener, in `stats`.

@@ -1,0 +1,278 @@
+//! The cluster bus: several wsgate nodes share their topics through NATS
+//! core (at most once, no JetStream).
+//!
+//! A node publishes every delivery frame it serves locally (the bytes its
+//! own subscribers get) on the subject `<prefix>.t.<topic>`, and subscribes
+//! to a topic's subject only while it has a local subscriber, so traffic
+//! follows interest. Topic names are valid subject tokens by construction
+//! (`.`-separated, no `*`, `>` or whitespace: see `check_topic`), so a
+//! topic is its own subject tail. The connection is made with `no_echo`: a
+//! node never receives its own publishes back, and local subscribers, served
+//! first and directly, get each message once.
+//!
+//! Nothing here waits on NATS on a publish path: [`Bus::forward`] puts the
+//! frame in a bounded queue (or says why it did not), and interest changes
+//! are coalesced per topic for the bus's task. While NATS is unreachable,
+//! forwarding fails fast (counted), the client reconnects with back-off,
+//! and every subscription is made again on reconnect.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, Notify};
+
+mod link;
+mod metrics;
+
+pub use metrics::register_metrics;
+use metrics::{Dropped, METRICS};
+
+/// The `[cluster]` settings the bus runs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// NATS server URLs (`nats://host:port`, or `tls://`); tried in turn.
+    pub servers: Vec<String>,
+    /// This node's unique name.
+    pub node: String,
+    /// The first token(s) of every subject wsgate uses.
+    pub subject_prefix: String,
+    /// A NATS `.creds` file (a user JWT and its nkey seed).
+    pub credentials_file: Option<PathBuf>,
+    /// Frames waiting to be handed to the NATS client; beyond, a forward is
+    /// dropped and counted.
+    pub forward_queue: usize,
+    /// How long one connection attempt to a server may take.
+    pub connect_timeout: Duration,
+    /// Dropped forwards are logged at most once per this interval (and
+    /// always counted).
+    pub log_interval: Duration,
+}
+
+/// Where frames from other nodes go: the local hub.
+pub trait Inbound: Send + Sync + 'static {
+    /// A delivery frame another node published on `topic`, to be given to
+    /// this node's subscribers (and not forwarded again).
+    fn deliver(&self, topic: &str, frame: Bytes);
+}
+
+/// What became of a frame offered to the other nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forwarded {
+    /// Queued for NATS.
+    Queued,
+    /// Not sent: NATS is not connected (fail fast; counted).
+    Disconnected,
+    /// Not sent: the forwarding queue is full (counted and logged).
+    QueueFull,
+}
+
+impl Forwarded {
+    pub fn is_queued(self) -> bool {
+        self == Forwarded::Queued
+    }
+}
+
+/// Why the bus could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot read the NATS credentials file {path}: {error}")]
+    Credentials { path: String, error: String },
+    #[error("cannot use the NATS servers: {0}")]
+    Connect(String),
+}
+
+/// Interest changes not yet applied: the latest wanted state per topic.
+#[derive(Default)]
+struct Pending {
+    changes: HashMap<Arc<str>, bool>,
+}
+
+/// What the handle and the bus's task share.
+struct Shared {
+    prefix: String,
+    node: String,
+    connected: AtomicBool,
+    pending: Mutex<Pending>,
+    wake: Notify,
+    log_interval: Duration,
+    /// When a dropped forward was last logged.
+    logged_drop: Mutex<Option<Instant>>,
+}
+
+impl Shared {
+    /// Counts a dropped forward and logs it unless one was logged within
+    /// `log_interval`.
+    fn dropped(&self, why: Dropped) {
+        METRICS.dropped(why);
+        let now = Instant::now();
+        let mut last = self.logged_drop.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|at| now.duration_since(at) < self.log_interval) {
+            return;
+        }
+        *last = Some(now);
+        let why = match why {
+            Dropped::Disconnected => "NATS is not connected",
+            Dropped::QueueFull => "the forwarding queue towards NATS is full",
+            Dropped::PublishFailed => "the NATS client refused the publish",
+        };
+        tracing::warn!(
+            "cluster: publishes are not reaching the other nodes: {why} (counted in \
+             wsgate_cluster_forward_dropped_total; logged at most once per {:?})",
+            self.log_interval
+        );
+    }
+}
+
+/// The handle of a running bus. Dropping it stops the bus's tasks.
+pub struct Bus {
+    shared: Arc<Shared>,
+    outbox: mpsc::Sender<(String, Bytes)>,
+    stop: Arc<Notify>,
+}
+
+impl std::fmt::Debug for Bus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bus")
+            .field("node", &self.shared.node)
+            .field("prefix", &self.shared.prefix)
+            .field("connected", &self.connected())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Bus {
+    /// Starts the bus on the current runtime. It returns at once: a NATS
+    /// server that cannot be reached now is retried in the background (the
+    /// node serves locally meanwhile). Only options that can never work
+    /// (an unreadable credentials file, a malformed URL) are errors.
+    pub async fn start(config: Config, inbound: Arc<dyn Inbound>) -> Result<Bus, StartError> {
+        let shared = Arc::new(Shared {
+            prefix: config.subject_prefix.clone(),
+            node: config.node.clone(),
+            connected: AtomicBool::new(false),
+            pending: Mutex::default(),
+            wake: Notify::new(),
+            log_interval: config.log_interval,
+            logged_drop: Mutex::new(None),
+        });
+        let (outbox, outbox_rx) = mpsc::channel(config.forward_queue.max(1));
+        let stop = Arc::new(Notify::new());
+        link::start(
+            config,
+            Arc::clone(&shared),
+            inbound,
+            outbox_rx,
+            Arc::clone(&stop),
+        )
+        .await?;
+        Ok(Bus {
+            shared,
+            outbox,
+            stop,
+        })
+    }
+
+    /// Offers a delivery frame of `topic` to the other nodes. Never waits.
+    pub fn forward(&self, topic: &str, frame: &Bytes) -> Forwarded {
+        if !self.connected() {
+            self.shared.dropped(Dropped::Disconnected);
+            return Forwarded::Disconnected;
+        }
+        match self
+            .outbox
+            .try_send((subject(&self.shared.prefix, topic), frame.clone()))
+        {
+            Ok(()) => Forwarded::Queued,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.shared.dropped(Dropped::QueueFull);
+                Forwarded::QueueFull
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.shared.dropped(Dropped::Disconnected);
+                Forwarded::Disconnected
+            }
+        }
+    }
+
+    /// Says that this node has (`on`) or no longer has a subscriber of
+    /// `topic`. Never waits: the bus's task applies it.
+    pub fn interest(&self, topic: &Arc<str>, on: bool) {
+        self.shared
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .changes
+            .insert(Arc::clone(topic), on);
+        self.shared.wake.notify_one();
+    }
+
+    /// Whether NATS is connected now.
+    pub fn connected(&self) -> bool {
+        self.shared.connected.load(Ordering::Acquire)
+    }
+
+    /// This node's name.
+    pub fn node(&self) -> &str {
+        &self.shared.node
+    }
+}
+
+impl Drop for Bus {
+    fn drop(&mut self) {
+        self.stop.notify_waiters();
+    }
+}
+
+/// The subject of a topic's deliveries.
+pub fn subject(prefix: &str, topic: &str) -> String {
+    format!("{prefix}.t.{topic}")
+}
+
+/// Checks a NATS server URL from the config (`nats://`, `tls://`, `ws://`
+/// or `wss://`, or `host:port`).
+pub fn check_server(url: &str) -> Result<(), String> {
+    url.parse::<async_nats::ServerAddr>()
+        .map(|_| ())
+        .map_err(|e| format!("`{url}`: {e}"))
+}
+
+/// Checks a subject prefix from the config: `.`-separated tokens of
+/// letters, digits, `-` and `_`.
+pub fn check_prefix(prefix: &str) -> Result<(), String> {
+    if prefix.is_empty() {
+        return Err("must not be empty".to_string());
+    }
+    for token in prefix.split('.') {
+        if token.is_empty() {
+            return Err(format!("`{prefix}` has an empty token"));
+        }
+        if !token
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(format!(
+                "`{prefix}`: tokens are letters, digits, `-` and `_`, separated by `.`"
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_and_prefixes() {
+        assert_eq!(subject("wsgate", "news.eu"), "wsgate.t.news.eu");
+        assert!(check_prefix("wsgate").is_ok());
+        assert!(check_prefix("acme.ws-1").is_ok());
+        for bad in ["", "a..b", "a.*", "a b", "a.>"] {
+            assert!(check_prefix(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,413 @@
+//! Several real wsgate processes sharing topics through a real
+//! `nats-server` (a child process on a free loopback port): delivery to
+//! every node exactly once, interest, client publishes, NATS lost and back,
+//! NATS down at start, and a drained node.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+
+const API_KEY: &str = "cluster-key";
+
+/// A `nats-server` child process; killed on drop.
+struct Nats {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Nats {
+    /// Starts one on a free port (`-p -1`), read from its ports file.
+    fn start() -> Nats {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let child = spawn_nats(&["-p", "-1", "--ports_file_dir"], Some(dir.path()));
+        let port = read_port(dir.path(), child.id());
+        Nats {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    /// Starts one on `port` (to bring a killed server back where the nodes
+    /// look for it).
+    fn start_on(port: u16) -> Nats {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let child = spawn_nats(&["-p", &port.to_string()], None);
+        wait_port(port);
+        Nats {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn kill(mut self) -> u16 {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.port
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_nats(args: &[&str], ports_dir: Option<&Path>) -> Child {
+    let mut cmd = Command::new("nats-server");
+    cmd.args(["-a", "127.0.0.1"]).args(args);
+    if let Some(dir) = ports_dir {
+        cmd.arg(dir);
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nats-server runs (.ci/deps installs it)")
+}
+
+/// The client port from `nats-server_<pid>.ports` (`{"nats": ["nats://...:PORT"]}`).
+fn read_port(dir: &Path, pid: u32) -> u16 {
+    let file: PathBuf = dir.join(format!("nats-server_{pid}.ports"));
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&file) {
+            if let Ok(v) = serde_json::from_str::<Value>(&text) {
+                if let Some(url) = v["nats"][0].as_str() {
+                    let port = url.rsplit(':').next().and_then(|p| p.parse().ok());
+                    return port.expect("a port in the ports file");
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "nats-server wrote no ports file");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn wait_port(port: u16) {
+    let deadline = Instant::now() + PATIENCE;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nats-server is not listening");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A node of the cluster at `nats`, with a pub/sub route whose clients may
+/// publish to `chat.>`.
+fn node_config(name: &str, nats: &str, extra: &str) -> String {
+    format!(
+        "[api]\nkeys = [\"{API_KEY}\"]\n\
+         [cluster]\nnats = [\"{nats}\"]\nnode = \"{name}\"\n{extra}\n\
+         [[routes]]\npath = \"/ws\"\nrouter = \"pubsub\"\n\
+         [routes.options]\npublish = [\"chat.>\"]\n"
+    )
+}
+
+async fn start_node(name: &str, nats: &str) -> Daemon {
+    let d = Daemon::start(&node_config(name, nats, "")).await;
+    d.wait_metric("wsgate_cluster_connected", 1.0).await;
+    d
+}
+
+/// A client of `d` subscribed to `topics`.
+async fn subscriber(d: &Daemon, topics: &[&str]) -> Ws {
+    let mut ws = d.connect("/ws").await;
+    assert_eq!(recv_json(&mut ws).await["type"], "welcome");
+    send_json(
+        &mut ws,
+        json!({"type": "subscribe", "topics": topics, "id": 1}),
+    )
+    .await;
+    assert_eq!(recv_type(&mut ws, "subscribed").await["id"], 1);
+    ws
+}
+
+/// Publishes through `d`'s API; returns its whole answer.
+async fn publish(d: &Daemon, topic: &str, data: Value) -> Value {
+    let body = json!({"topic": topic, "data": data}).to_string();
+    let resp = d
+        .http(
+            "POST",
+            "/api/publish",
+            &[
+                ("Authorization", &format!("Bearer {API_KEY}")),
+                ("Content-Type", "application/json"),
+            ],
+            &body,
+        )
+        .await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    resp.json()
+}
+
+/// Publishes warm-up messages on `topic` through `from` until each of
+/// `clients` has one: the nodes' subscriptions have reached NATS. Then
+/// drains what else the warm-up left.
+async fn warm_up(from: &Daemon, topic: &str, clients: &mut [&mut Ws]) {
+    let deadline = Instant::now() + PATIENCE;
+    let mut got = vec![false; clients.len()];
+    let mut n = 0;
+    while got.contains(&false) {
+        assert!(
+            Instant::now() < deadline,
+            "the cluster never delivered {topic}"
+        );
+        publish(from, topic, json!({"warm": n})).await;
+        n += 1;
+        for (i, ws) in clients.iter_mut().enumerate() {
+            if let Ok(Some(m)) = next_json(ws, Duration::from_millis(100)).await {
+                if m["topic"] == topic {
+                    got[i] = true;
+                }
+            }
+        }
+    }
+    for ws in clients.iter_mut() {
+        while let Ok(Some(_)) = next_json(ws, Duration::from_millis(150)).await {}
+    }
+}
+
+/// The next JSON message within `wait`: `Err` on a timeout.
+async fn next_json(ws: &mut Ws, wait: Duration) -> Result<Option<Value>, ()> {
+    match tokio::time::timeout(wait, recv_json(ws)).await {
+        Ok(v) => Ok(Some(v)),
+        Err(_) => Err(()),
+    }
+}
+
+/// Every message `ws` receives within `wait`.
+async fn collect(ws: &mut Ws, wait: Duration) -> Vec<Value> {
+    let mut out = Vec::new();
+    let deadline = Instant::now() + wait;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match next_json(ws, left).await {
+            Ok(Some(v)) => out.push(v),
+            _ => break,
+        }
+    }
+    out
+}
+
+fn datas(messages: &[Value]) -> Vec<Value> {
+    messages.iter().map(|m| m["data"].clone()).collect()
+}
+
+#[tokio::test]
+async fn a_publish_reaches_every_node_exactly_once_and_only_where_there_is_interest() {
+    let nats = Nats::start();
+    let n1 = start_node("n1", &nats.url()).await;
+    let n2 = start_node("n2", &nats.url()).await;
+    let n3 = start_node("n3", &nats.url()).await;
+    let mut s1 = subscriber(&n1, &["news", "sport"]).await;
+    let mut s2 = subscriber(&n2, &["news", "sport"]).await;
+    let mut s3 = subscriber(&n3, &["news"]).await;
+    warm_up(&n1, "news", &mut [&mut s1, &mut s2, &mut s3]).await;
+    warm_up(&n1, "sport", &mut [&mut s1, &mut s2]).await;
+    let before = n3.metric("wsgate_cluster_received_total").await;
+
+    let answer = publish(&n1, "news", json!("n-1")).await;
+    assert_eq!(answer, json!({"delivered": 1, "forwarded": true}));
+    let answer = publish(&n1, "sport", json!("s-1")).await;
+    assert_eq!(answer["forwarded"], true);
+    for ws in [&mut s1, &mut s2] {
+        let mut got = collect(ws, Duration::from_millis(600)).await;
+        // Order holds within a topic, not across topics.
+        got.sort_by_key(|m| m["topic"].as_str().map(str::to_string));
+        assert_eq!(
+            got,
+            vec![
+                json!({"type": "message", "topic": "news", "data": "n-1"}),
+                json!({"type": "message", "topic": "sport", "data": "s-1"}),
+            ]
+        );
+    }
+    let got = collect(&mut s3, Duration::from_millis(300)).await;
+    assert_eq!(datas(&got), vec![json!("n-1")], "{got:?}");
+    // Node 3 has no subscriber of `sport`: it is not subscribed to it on
+    // NATS, so only `news` reached it.
+    assert_eq!(
+        n3.metric("wsgate_cluster_received_total").await,
+        before + 1.0
+    );
+    assert_eq!(n3.metric("wsgate_cluster_subscriptions").await, 1.0);
+    assert_eq!(n1.metric("wsgate_cluster_subscriptions").await, 2.0);
+    assert_eq!(
+        n2.metric("wsgate_publishes_total{source=\"remote\"}").await,
+        n2.metric("wsgate_cluster_received_total").await
+    );
+
+    // Within a topic, the other nodes see the publishing node's order.
+    for i in 0..50 {
+        publish(&n1, "news", json!(i)).await;
+    }
+    let want: Vec<Value> = (0..50).map(|i| json!(i)).collect();
+    for ws in [&mut s2, &mut s3] {
+        assert_eq!(datas(&collect(ws, Duration::from_millis(600)).await), want);
+    }
+    assert_eq!(
+        datas(&collect(&mut s1, Duration::from_millis(100)).await),
+        want
+    );
+
+    // The last subscriber of `news` on node 3 goes: so does its interest.
+    drop(s3);
+    n3.wait_metric("wsgate_cluster_subscriptions", 0.0).await;
+}
+
+#[tokio::test]
+async fn a_client_publish_on_one_node_reaches_another() {
+    let nats = Nats::start();
+    let n1 = start_node("n1", &nats.url()).await;
+    let n2 = start_node("n2", &nats.url()).await;
+    let mut s1 = subscriber(&n1, &["chat.room"]).await;
+    let mut c2 = subscriber(&n2, &[]).await;
+    warm_up(&n2, "chat.room", &mut [&mut s1]).await;
+
+    send_json(
+        &mut c2,
+        json!({"type": "publish", "topic": "chat.room", "data": {"text": "hi"}, "id": 2}),
+    )
+    .await;
+    let published = recv_type(&mut c2, "published").await;
+    assert_eq!(published["delivered"], 0, "no subscriber on node 2");
+    let got = collect(&mut s1, Duration::from_millis(500)).await;
+    assert_eq!(datas(&got), vec![json!({"text": "hi"})], "{got:?}");
+}
+
+#[tokio::test]
+async fn nats_lost_and_back_local_delivery_goes_on_and_nothing_is_duplicated() {
+    let nats = Nats::start();
+    let n1 = start_node("n1", &nats.url()).await;
+    let n2 = start_node("n2", &nats.url()).await;
+    let mut s1 = subscriber(&n1, &["news"]).await;
+    let mut s2 = subscriber(&n2, &["news"]).await;
+    warm_up(&n1, "news", &mut [&mut s1, &mut s2]).await;
+
+    let port = nats.kill();
+    n1.wait_metric("wsgate_cluster_connected", 0.0).await;
+    // Local delivery never stops; the other node is not reached, and the
+    // answer says so at once.
+    let answer = publish(&n1, "news", json!("during")).await;
+    assert_eq!(answer, json!({"delivered": 1, "forwarded": false}));
+    assert_eq!(
+        datas(&collect(&mut s1, Duration::from_millis(300)).await),
+        vec![json!("during")]
+    );
+    assert!(collect(&mut s2, Duration::from_millis(300))
+        .await
+        .is_empty());
+    assert!(
+        n1.metric("wsgate_cluster_forward_dropped_total{reason=\"disconnected\"}")
+            .await
+            >= 1.0
+    );
+    n1.wait_log(&["publishes are not reaching the other nodes"])
+        .await;
+    // The connections on both nodes stay open and served.
+    send_json(&mut s2, json!({"type": "ping", "id": 7})).await;
+    assert_eq!(recv_type(&mut s2, "pong").await["id"], 7);
+
+    let _back = Nats::start_on(port);
+    n1.wait_metric("wsgate_cluster_connected", 1.0).await;
+    n2.wait_metric("wsgate_cluster_connected", 1.0).await;
+    assert_eq!(n1.metric("wsgate_cluster_connects_total").await, 2.0);
+    // Node 2 subscribed again by itself.
+    warm_up(&n1, "news", &mut [&mut s1, &mut s2]).await;
+    publish(&n1, "news", json!("after")).await;
+    for ws in [&mut s1, &mut s2] {
+        let got = collect(ws, Duration::from_millis(500)).await;
+        assert_eq!(datas(&got), vec![json!("after")], "{got:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_node_starts_without_nats_serves_locally_and_joins_when_it_comes() {
+    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = free.local_addr().expect("addr").port();
+    drop(free);
+    let url = format!("nats://127.0.0.1:{port}");
+    let d = Daemon::start(&node_config("lonely", &url, "ready_requires_nats = true")).await;
+    d.wait_log(&["connecting to NATS"]).await;
+    assert_eq!(d.metric("wsgate_cluster_connected").await, 0.0);
+    let ready = d.http("GET", "/readyz", &[], "").await;
+    assert_eq!(ready.status, 503);
+    assert_eq!(ready.json()["status"], "nats_unavailable");
+    let stats = d.admin(json!({"id": 1, "cmd": "stats"})).await;
+    assert_eq!(
+        stats["cluster"],
+        json!({"node": "lonely", "nats_connected": false}),
+        "{stats}"
+    );
+    // Local service goes on.
+    let mut s = subscriber(&d, &["news"]).await;
+    let answer = publish(&d, "news", json!(1)).await;
+    assert_eq!(answer, json!({"delivered": 1, "forwarded": false}));
+    assert_eq!(
+        datas(&collect(&mut s, Duration::from_millis(300)).await),
+        vec![json!(1)]
+    );
+
+    let _nats = Nats::start_on(port);
+    d.wait_metric("wsgate_cluster_connected", 1.0).await;
+    assert_eq!(d.http("GET", "/readyz", &[], "").await.status, 200);
+    let stats = d.admin(json!({"id": 2, "cmd": "stats"})).await;
+    assert_eq!(stats["cluster"]["nats_connected"], true);
+}
+
+#[tokio::test]
+async fn a_drained_node_leaves_the_others_serving() {
+    let nats = Nats::start();
+    let n1 = start_node("n1", &nats.url()).await;
+    let n2 = start_node("n2", &nats.url()).await;
+    let mut n3 = start_node("n3", &nats.url()).await;
+    let mut s1 = subscriber(&n1, &["news"]).await;
+    let mut s2 = subscriber(&n2, &["news"]).await;
+    let mut s3 = subscriber(&n3, &["news"]).await;
+    warm_up(&n1, "news", &mut [&mut s1, &mut s2, &mut s3]).await;
+
+    n3.signal("TERM");
+    let (code, _) = expect_close(&mut s3).await;
+    assert_eq!(code, 1001);
+    assert_eq!(n3.wait_exit(PATIENCE).await, Some(0));
+
+    publish(&n1, "news", json!("after")).await;
+    for ws in [&mut s1, &mut s2] {
+        let got = collect(ws, Duration::from_millis(500)).await;
+        assert_eq!(datas(&got), vec![json!("after")], "{got:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_bad_cluster_section_is_refused_with_its_key() {
+    let out = Command::new(env!("CARGO_BIN_EXE_wsgate"))
+        .args(["check", "-c"])
+        .arg({
+            let dir = std::env::temp_dir().join(format!("wsgate-cluster-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).expect("dir");
+            let file = dir.join("bad.toml");
+            std::fs::write(
+                &file,
+                "[cluster]\nnats = [\"nats://127.0.0.1:4222\"]\nnode = \"a b\"\nsubject_prefix = \"x..y\"\n",
+            )
+            .expect("write");
+            file
+        })
+        .output()
+        .expect("run wsgate check");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cluster.node"), "{err}");
+    assert!(err.contains("cluster.subject_prefix"), "{err}");
+}
