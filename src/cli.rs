@@ -31,6 +31,10 @@ pub struct CtlArgs {
     /// Print the daemon's JSON answer instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Run `stats`, `ls` or `evict` (by filter) on every node of the
+    /// daemon's cluster, each node's answer in turn.
+    #[arg(long, global = true)]
+    pub cluster: bool,
     #[command(subcommand)]
     pub command: CtlCommand,
 }

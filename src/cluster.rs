@@ -1,29 +1,63 @@
 //! Joining the cluster at start: the bus (`crates/cluster`) is started with
-//! the `[cluster]` settings and attached to the hub, and what other nodes
-//! publish is delivered to this node's subscribers.
+//! the `[cluster]` settings and attached to the hub; what other nodes
+//! publish is delivered to this node's subscribers, their admin requests
+//! are answered by this node's admin service, and the node says when it
+//! drains and when it leaves.
 
 use std::sync::{Arc, Weak};
 
-use wsgate_cluster::{Bus, Config, Inbound, StartError};
+use bytes::Bytes;
+use wsgate_cluster::{BoxFuture, Bus, Config, Inbound, NodeState, StartError};
 
+use crate::admin::cluster::answer_line;
+use crate::admin::service::Service;
+use crate::control;
 use crate::daemon::Daemon;
 
-/// Where frames from other nodes go: the daemon's hub (the bus holds only a
-/// weak handle, so it never keeps the daemon alive).
-struct ToHub(Weak<Daemon>);
+/// What the bus reaches of the daemon. It holds only a weak handle, so it
+/// never keeps the daemon alive.
+struct ToDaemon {
+    daemon: Weak<Daemon>,
+    control: control::Sender,
+}
 
-impl Inbound for ToHub {
-    fn deliver(&self, topic: &str, frame: bytes::Bytes) {
-        if let Some(daemon) = self.0.upgrade() {
+impl Inbound for ToDaemon {
+    fn deliver(&self, topic: &str, frame: Bytes) {
+        if let Some(daemon) = self.daemon.upgrade() {
             daemon.hub().deliver_remote(topic, frame);
         }
+    }
+
+    fn state(&self) -> NodeState {
+        match self.daemon.upgrade() {
+            Some(daemon) => NodeState {
+                connections: daemon.registry().len() as u64,
+                draining: daemon.is_draining(),
+            },
+            None => NodeState {
+                connections: 0,
+                draining: true,
+            },
+        }
+    }
+
+    fn admin(&self, request: Bytes) -> BoxFuture<Bytes> {
+        let daemon = self.daemon.upgrade();
+        let control = self.control.clone();
+        Box::pin(async move {
+            let Some(daemon) = daemon else {
+                return Bytes::new();
+            };
+            let service = Service { daemon, control };
+            Bytes::from(answer_line(&service, &request).await)
+        })
     }
 }
 
 /// Starts the bus when `[cluster]` names NATS servers; a single node
 /// otherwise. Returns at once: NATS that is down is retried in the
 /// background while the node serves locally.
-pub async fn join(daemon: &Arc<Daemon>) -> Result<(), StartError> {
+pub async fn join(daemon: &Arc<Daemon>, control: &control::Sender) -> Result<(), StartError> {
     let settings = daemon.settings();
     let cluster = &settings.config.cluster;
     if !cluster.enabled() {
@@ -37,8 +71,31 @@ pub async fn join(daemon: &Arc<Daemon>) -> Result<(), StartError> {
         forward_queue: cluster.forward_queue,
         connect_timeout: cluster.connect_timeout,
         log_interval: settings.config.server.refusal_log_interval,
+        announce_interval: cluster.announce_interval,
+        peer_timeout: cluster.peer_timeout,
+        request_timeout: cluster.request_timeout,
     };
-    let bus = Bus::start(config, Arc::new(ToHub(Arc::downgrade(daemon)))).await?;
-    daemon.hub().attach(Arc::new(bus));
+    let inbound = ToDaemon {
+        daemon: Arc::downgrade(daemon),
+        control: control.clone(),
+    };
+    let bus = Arc::new(Bus::start(config, Arc::new(inbound)).await?);
+    daemon.hub().attach(Arc::clone(&bus));
+    // A draining node says so at once, not at its next announcement.
+    let draining = daemon.draining_started();
+    let weak = Arc::downgrade(&bus);
+    tokio::spawn(async move {
+        draining.await;
+        if let Some(bus) = weak.upgrade() {
+            bus.announce_now();
+        }
+    });
     Ok(())
+}
+
+/// The last word to the other nodes before the daemon exits.
+pub async fn leave(daemon: &Daemon) {
+    if let Some(bus) = daemon.hub().bus() {
+        bus.leave().await;
+    }
 }

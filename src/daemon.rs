@@ -188,6 +188,11 @@ impl Daemon {
         self.draining.cancel();
     }
 
+    /// Ready once a drain (or the stop) has started.
+    pub fn draining_started(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.draining.clone().cancelled_owned()
+    }
+
     pub fn is_draining(&self) -> bool {
         self.draining.is_cancelled()
     }

@@ -98,10 +98,10 @@ async fn run(
         .collect();
 
     let daemon = Daemon::new(settings, path.clone());
-    wsgate::cluster::join(&daemon)
+    let (control, commands) = tokio::sync::mpsc::channel(CONTROL_QUEUE);
+    wsgate::cluster::join(&daemon, &control)
         .await
         .context("cannot join the cluster")?;
-    let (control, commands) = tokio::sync::mpsc::channel(CONTROL_QUEUE);
     signals::forward(control.clone()).context("cannot install signal handlers")?;
     let _watcher = match (&path, watch_config) {
         (Some(p), true) => Some(
@@ -124,6 +124,7 @@ async fn run(
 
     control::run(Arc::clone(&daemon), commands).await;
     let _ = server.await;
+    wsgate::cluster::leave(&daemon).await;
     tracing::info!(target: LOG, "stopped");
     Ok(())
 }

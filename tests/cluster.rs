@@ -411,3 +411,159 @@ async fn a_bad_cluster_section_is_refused_with_its_key() {
     assert!(err.contains("cluster.node"), "{err}");
     assert!(err.contains("cluster.subject_prefix"), "{err}");
 }
+
+/// `wsgate ctl --socket <d's socket> <args...>`: exit code, stdout, stderr.
+async fn ctl(d: &Daemon, args: &[&str]) -> (i32, String, String) {
+    let socket = d.admin_socket().to_str().expect("UTF-8 path").to_string();
+    let mut all: Vec<String> = vec!["ctl".into(), "--socket".into(), socket];
+    all.extend(args.iter().map(|a| a.to_string()));
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_wsgate"))
+            .args(&all)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run wsgate ctl")
+    })
+    .await
+    .expect("join");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `ctl --cluster --json <args>` through `d`: its nodes' answers.
+async fn cluster_json(d: &Daemon, args: &[&str]) -> Vec<Value> {
+    let mut all = vec!["--cluster", "--json"];
+    all.extend_from_slice(args);
+    let (code, out, err) = ctl(d, &all).await;
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    v["nodes"].as_array().expect("nodes").clone()
+}
+
+fn names(nodes: &[Value]) -> Vec<&str> {
+    nodes.iter().filter_map(|n| n["node"].as_str()).collect()
+}
+
+/// Waits until `d` has heard every other node and all answer.
+async fn wait_peers(d: &Daemon, n: usize) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let nodes = cluster_json(d, &["stats"]).await;
+        if nodes.len() == n && nodes.iter().all(|n| n["ok"] == true) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the cluster is {nodes:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A config whose nodes announce often, so that a silent one is gone soon.
+fn quick(name: &str, nats: &str) -> String {
+    node_config(
+        name,
+        nats,
+        "announce_interval = \"200ms\"\npeer_timeout = \"1s\"\nrequest_timeout = \"500ms\"",
+    )
+}
+
+#[tokio::test]
+async fn ctl_cluster_ls_and_evict_span_every_node_and_name_the_silent_ones() {
+    let nats = Nats::start();
+    let n1 = Daemon::start(&quick("n1", &nats.url())).await;
+    let n2 = Daemon::start(&quick("n2", &nats.url())).await;
+    let mut n3 = Daemon::start(&quick("n3", &nats.url())).await;
+    let _a = subscriber(&n1, &["x"]).await;
+    let _b = subscriber(&n1, &["x"]).await;
+    let mut c = subscriber(&n2, &["x"]).await;
+    let mut e = subscriber(&n3, &["x"]).await;
+    wait_peers(&n1, 3).await;
+
+    let nodes = cluster_json(&n1, &["ls"]).await;
+    assert_eq!(names(&nodes), vec!["n1", "n2", "n3"]);
+    let rows: Vec<usize> = nodes
+        .iter()
+        .map(|n| n["result"].as_array().map_or(0, Vec::len))
+        .collect();
+    assert_eq!(rows, vec![2, 1, 1], "{nodes:?}");
+    let stats = cluster_json(&n2, &["stats"]).await;
+    assert_eq!(names(&stats), vec!["n2", "n1", "n3"]);
+    assert_eq!(stats[1]["result"]["connections"]["total"], 2);
+    // The text form: a section per node.
+    let (code, text, _) = ctl(&n1, &["--cluster", "ls"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        text.contains("== node n2") && text.contains("3 nodes, 3 answered"),
+        "{text}"
+    );
+
+    // A node that is there but does not answer is named, not hidden.
+    let frozen = Command::new("kill")
+        .args(["-STOP", &n3.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(frozen.success());
+    let nodes = cluster_json(&n1, &["evict", "--route", "/ws"]).await;
+    let _ = Command::new("kill")
+        .args(["-CONT", &n3.pid().to_string()])
+        .status();
+    assert_eq!(names(&nodes), vec!["n1", "n2", "n3"]);
+    assert_eq!(nodes[0]["result"]["evicted"], 2, "{nodes:?}");
+    assert_eq!(nodes[1]["result"]["evicted"], 1, "{nodes:?}");
+    assert_eq!(nodes[2]["ok"], false);
+    assert!(
+        nodes[2]["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("no answer")),
+        "{nodes:?}"
+    );
+    let (code, _) = expect_close(&mut c).await;
+    assert_eq!(code, 4000);
+    // The request did reach node 3: it carries it out once it runs again,
+    // late (the answer said only that none came in time).
+    let (code, _) = expect_close(&mut e).await;
+    assert_eq!(code, 4000);
+
+    // Ids are per node: a cluster evict takes a filter.
+    let (code, _, err) = ctl(&n1, &["--cluster", "evict", "--id", "7"]).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("filter"), "{err}");
+
+    // A node that drains says so and then that it left; one that dies
+    // goes silent and is shown as gone.
+    n3.signal("TERM");
+    assert_eq!(n3.wait_exit(PATIENCE).await, Some(0));
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let nodes = cluster_json(&n1, &["stats"]).await;
+        let left = nodes.iter().find(|n| n["node"] == "n3");
+        if left.is_some_and(|n| n["error"]["message"] == "left the cluster") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{nodes:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut n2 = n2;
+    let killed = Command::new("kill")
+        .args(["-KILL", &n2.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let _ = n2.wait_exit(PATIENCE).await;
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let nodes = cluster_json(&n1, &["stats"]).await;
+        let gone = nodes.iter().find(|n| n["node"] == "n2");
+        if gone.is_some_and(|n| {
+            n["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("gone"))
+        }) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{nodes:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

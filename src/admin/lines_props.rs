@@ -322,7 +322,11 @@ fn request() -> BoxedStrategy<Request> {
 fn request_of(command: BoxedStrategy<Command>) -> BoxedStrategy<Request> {
     let id = json_value().prop_filter("null is no id", |id| !id.is_null());
     (prop::option::of(id), command)
-        .prop_map(|(id, command)| Request { id, command })
+        .prop_map(|(id, command)| Request {
+            id,
+            scope: Default::default(),
+            command,
+        })
         .boxed()
 }
 

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 pub use wsgate_admin_proto as protocol;
 
+pub mod cluster;
 pub mod lines;
 #[cfg(test)]
 mod lines_props;

@@ -21,8 +21,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
 
+use super::cluster;
 use super::lines::{line, parse, too_long, Line, LineReader};
-use super::protocol::{code, Command, Request, Response, WatchAck};
+use super::protocol::{code, Command, Request, Response, Scope, WatchAck};
 use super::service::{answer, default_interval, Service};
 use super::watch;
 
@@ -197,6 +198,7 @@ async fn client(stream: UnixStream, access: Access, service: Arc<Service>) {
             Ok(Request {
                 id,
                 command: command @ Command::Watch { .. },
+                ..
             }) => match watch::View::asked(command) {
                 Err(e) => Response::err(id, code::BAD_ARGUMENTS, e),
                 Ok(view) => {
@@ -211,7 +213,12 @@ async fn client(stream: UnixStream, access: Access, service: Arc<Service>) {
                     return;
                 }
             },
-            Ok(Request { id, command }) => service.execute(id, command).await,
+            Ok(Request {
+                id,
+                scope: Scope::Cluster,
+                command,
+            }) => cluster::execute(&service, id, command).await,
+            Ok(Request { id, command, .. }) => service.execute(id, command).await,
         };
         if out.try_send(line(&response)).is_err() {
             // The writer is stuck on a socket nobody reads: stop it, which

@@ -246,6 +246,7 @@ fn heard(text: &str) -> Result<(Option<serde_json::Value>, View), Response> {
         Request {
             id,
             command: command @ Command::Watch { .. },
+            ..
         } => match View::asked(command) {
             Ok(view) => Ok((id, view)),
             Err(e) => Err(Response::err(id, code::BAD_ARGUMENTS, e)),

@@ -31,8 +31,22 @@ pub fn check(cluster: &mut ClusterConfig) -> Vec<(&'static str, String)> {
     if cluster.forward_queue == 0 {
         issues.push(("forward_queue", "must be at least 1".to_string()));
     }
-    if cluster.connect_timeout.is_zero() {
-        issues.push(("connect_timeout", "must be more than 0s".to_string()));
+    for (key, value) in [
+        ("connect_timeout", cluster.connect_timeout),
+        ("announce_interval", cluster.announce_interval),
+        ("request_timeout", cluster.request_timeout),
+    ] {
+        if value.is_zero() {
+            issues.push((key, "must be more than 0s".to_string()));
+        }
+    }
+    if cluster.peer_timeout <= cluster.announce_interval {
+        issues.push((
+            "peer_timeout",
+            "must be longer than announce_interval (a few intervals: a node is gone only \
+             after several missed announcements)"
+                .to_string(),
+        ));
     }
     if let Some(path) = &cluster.credentials_file {
         if let Err(e) = std::fs::metadata(path) {
@@ -116,6 +130,11 @@ mod tests {
             ),
             (|c| c.subject_prefix = "a..b".into(), "subject_prefix"),
             (|c| c.forward_queue = 0, "forward_queue"),
+            (|c| c.peer_timeout = c.announce_interval, "peer_timeout"),
+            (
+                |c| c.request_timeout = Default::default(),
+                "request_timeout",
+            ),
             (|c| c.nats = vec!["http://x:1".into()], "nats"),
             (
                 |c| c.credentials_file = Some("/nonexistent/x.creds".into()),

@@ -25,6 +25,9 @@ pub const RESTART_KEYS: &[&str] = &[
     "cluster.credentials_file",
     "cluster.forward_queue",
     "cluster.connect_timeout",
+    "cluster.announce_interval",
+    "cluster.peer_timeout",
+    "cluster.request_timeout",
 ];
 
 /// The listeners, which apply live (`serve`, `tls`, `proxy_protocol`) as
@@ -320,6 +323,7 @@ mod tests {
             "watch_config = false\nreload_debounce = \"1s\"\n",
             "[cluster]\nnats = [\"nats://127.0.0.1:1\"]\nnode = \"n1\"\nsubject_prefix = \"x\"\n",
             "credentials_file = \"/dev/null\"\nforward_queue = 5\nconnect_timeout = \"1s\"\n",
+            "announce_interval = \"1s\"\npeer_timeout = \"9s\"\nrequest_timeout = \"3s\"\n",
         ));
         assert_eq!(diff(&a, &b).restart_required.len(), RESTART_KEYS.len());
         keep_restart_keys(&a, &mut b);

@@ -348,6 +348,15 @@ pub struct ClusterConfig {
     pub connect_timeout: Duration,
     /// `/readyz` answers 503 while NATS is not connected.
     pub ready_requires_nats: bool,
+    /// How often the node announces itself to the others.
+    #[serde(with = "humantime_serde")]
+    pub announce_interval: Duration,
+    /// A node silent this long is shown as gone.
+    #[serde(with = "humantime_serde")]
+    pub peer_timeout: Duration,
+    /// How long an admin request to another node waits for its answer.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
 }
 
 impl Default for ClusterConfig {
@@ -360,6 +369,9 @@ impl Default for ClusterConfig {
             forward_queue: 65_536,
             connect_timeout: Duration::from_secs(2),
             ready_requires_nats: false,
+            announce_interval: Duration::from_secs(2),
+            peer_timeout: Duration::from_secs(6),
+            request_timeout: Duration::from_secs(2),
         }
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::Serialize;
 use wsgate::config::{load::Source, settings::admin_socket_path, Config};
-use wsgate_admin_proto::{Client, ClientError, Eviction, ListSpec};
+use wsgate_admin_proto::{Client, ClientError, Command, Eviction, ListSpec};
 
 use crate::cli::{self, CtlArgs, CtlCommand};
 
@@ -23,7 +23,11 @@ pub fn run(args: CtlArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(execute(&path, args.command, Output { json: args.json }))
+    let out = Output { json: args.json };
+    if args.cluster {
+        return runtime.block_on(execute_cluster(&path, args.command, out));
+    }
+    runtime.block_on(execute(&path, args.command, out))
 }
 
 /// The admin socket to use: `--socket`, else the one named by the config
@@ -117,6 +121,73 @@ async fn execute(path: &Path, command: CtlCommand, out: Output) -> anyhow::Resul
             }
         }
     }
+    Ok(())
+}
+
+/// `--cluster`: the command on every node, each node's answer rendered as
+/// the command's own.
+async fn execute_cluster(path: &Path, command: CtlCommand, out: Output) -> anyhow::Result<()> {
+    let mut client = Client::connect(path).await?;
+    let (command, each): (_, fn(&serde_json::Value) -> Option<String>) = match command {
+        CtlCommand::Stats => (Command::Stats {}, |v| {
+            Some(render::stats_text(&serde_json::from_value(v.clone()).ok()?))
+        }),
+        CtlCommand::Ls {
+            filter,
+            sort,
+            asc,
+            offset,
+            limit,
+        } => (
+            ListSpec {
+                filter: filter.into(),
+                sort: sort.map(Into::into),
+                order: cli::order(asc),
+                offset,
+                limit,
+            }
+            .command(),
+            |v| {
+                let rows: Vec<wsgate_admin_proto::ConnRow> =
+                    serde_json::from_value(v.clone()).ok()?;
+                Some(render::connections_table(&rows))
+            },
+        ),
+        CtlCommand::Evict { id: Some(_), .. } => {
+            anyhow::bail!("--cluster evict takes a filter, not a connection id (ids are per node)")
+        }
+        CtlCommand::Evict {
+            id: None,
+            filter,
+            reason,
+            dry_run,
+            all,
+        } => {
+            let which = Eviction {
+                conn: None,
+                filter: filter.into(),
+                reason,
+                all,
+            };
+            let each: fn(&serde_json::Value) -> Option<String> = if dry_run {
+                |v| {
+                    Some(render::preview_text(
+                        &serde_json::from_value(v.clone()).ok()?,
+                    ))
+                }
+            } else {
+                |v| {
+                    Some(render::evicted_text(
+                        &serde_json::from_value(v.clone()).ok()?,
+                    ))
+                }
+            };
+            (which.command(dry_run), each)
+        }
+        _ => anyhow::bail!("--cluster applies to stats, ls and evict"),
+    };
+    let result = client.cluster(command).await?;
+    out.show(&result, |r| render::cluster_text(r, each));
     Ok(())
 }
 

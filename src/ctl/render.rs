@@ -3,7 +3,8 @@
 
 use serde::Serialize;
 use wsgate_admin_proto::{
-    ConfigResult, ConnDetail, ConnRow, Event, EvictPreview, EvictResult, ReloadResult, Stats,
+    ClusterResult, ConfigResult, ConnDetail, ConnRow, Event, EvictPreview, EvictResult,
+    ReloadResult, Stats,
 };
 
 /// A result as the daemon sent it, pretty-printed: through a JSON value, as
@@ -81,6 +82,43 @@ pub fn connections_table(rows: &[ConnRow]) -> String {
         ],
         &cells,
     )
+}
+
+/// Each node's answer of a `--cluster` command, rendered by `each` (JSON
+/// when it cannot), then who did not answer.
+pub fn cluster_text(
+    result: &ClusterResult,
+    each: fn(&serde_json::Value) -> Option<String>,
+) -> String {
+    let mut out = String::new();
+    let mut silent = Vec::new();
+    for node in &result.nodes {
+        out.push_str(&format!("== node {}\n", node.node));
+        match (&node.result, &node.error) {
+            (Some(result), _) if node.ok => {
+                out.push_str(&each(result).unwrap_or_else(|| pretty(result)));
+            }
+            (_, Some(e)) => {
+                out.push_str(&format!("{}: {}\n", e.code, e.message));
+                silent.push(node.node.as_str());
+            }
+            _ => {
+                out.push_str("no answer\n");
+                silent.push(node.node.as_str());
+            }
+        }
+        out.push('\n');
+    }
+    let answered = result.nodes.len() - silent.len();
+    out.push_str(&format!(
+        "{} nodes, {answered} answered",
+        result.nodes.len()
+    ));
+    if !silent.is_empty() {
+        out.push_str(&format!("; not: {}", silent.join(", ")));
+    }
+    out.push('\n');
+    out
 }
 
 pub fn stats_text(s: &Stats) -> String {

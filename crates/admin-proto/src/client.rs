@@ -11,11 +11,11 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 
 use crate::event::Event;
-use crate::request::{Command, Filter, Request, SortKey};
+use crate::request::{Command, Filter, Request, Scope, SortKey};
 use crate::response::{ErrorBody, Response};
 use crate::results::{
-    ConfigResult, ConnDetail, ConnRow, DrainResult, EvictPreview, EvictResult, PublishResult,
-    ReloadResult, Stats, WatchAck,
+    ClusterResult, ConfigResult, ConnDetail, ConnRow, DrainResult, EvictPreview, EvictResult,
+    PublishResult, ReloadResult, Stats, WatchAck,
 };
 use crate::spec::{ListSpec, WatchSpec};
 
@@ -92,7 +92,8 @@ impl Eviction {
         }
     }
 
-    fn command(self, dry_run: bool) -> Command {
+    /// The `evict` command (with `dry_run`: what it would close).
+    pub fn command(self, dry_run: bool) -> Command {
         Command::Evict {
             conn: self.conn,
             filter: self.filter,
@@ -219,14 +220,21 @@ impl Client {
     }
 
     /// Sends one command and reads its result as `T`.
+    /// Runs `command` on every node of the daemon's cluster (`stats`,
+    /// `list`, `evict` by filter): each node's answer, as JSON.
+    pub async fn cluster(&mut self, command: Command) -> Result<ClusterResult, ClientError> {
+        let result = self.call(command, Scope::Cluster).await?;
+        serde_json::from_value(result).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
     async fn request<T: DeserializeOwned>(&mut self, command: Command) -> Result<T, ClientError> {
-        let result = self.call(command).await?;
+        let result = self.call(command, Scope::Node).await?;
         serde_json::from_value(result).map_err(|e| ClientError::Protocol(e.to_string()))
     }
 
     /// Sends one command and returns its result as JSON.
-    async fn call(&mut self, command: Command) -> Result<Value, ClientError> {
-        let line = request_line(&mut self.next_id, command)?;
+    async fn call(&mut self, command: Command, scope: Scope) -> Result<Value, ClientError> {
+        let line = request_line(&mut self.next_id, command, scope)?;
         // A refusal may already be waiting when the write fails (the daemon
         // answers a refused peer at once): read it before giving up.
         let written = self.write.write_all(line.as_bytes()).await;
@@ -246,11 +254,12 @@ impl Client {
 }
 
 /// The request line for `command`, with the next id.
-fn request_line(next_id: &mut u64, command: Command) -> Result<String, ClientError> {
+fn request_line(next_id: &mut u64, command: Command, scope: Scope) -> Result<String, ClientError> {
     let id = *next_id;
     *next_id += 1;
     let mut line = serde_json::to_string(&Request {
         id: Some(Value::from(id)),
+        scope,
         command,
     })
     .map_err(|e| ClientError::Protocol(e.to_string()))?;
@@ -275,7 +284,7 @@ impl Watch {
     /// is a [`ClientError::Daemon`] from `next`, and the old view stays.
     /// Not cancel-safe: dropped halfway, it may leave half a line written.
     pub async fn update(&mut self, spec: WatchSpec) -> Result<(), ClientError> {
-        let line = request_line(&mut self.next_id, spec.command())?;
+        let line = request_line(&mut self.next_id, spec.command(), Scope::Node)?;
         self.write.write_all(line.as_bytes()).await?;
         Ok(())
     }

@@ -80,11 +80,11 @@ mod spec;
 
 pub use client::{Client, ClientError, Eviction, Watch};
 pub use event::Event;
-pub use request::{parse_network, Command, Filter, NotANetwork, Order, Request, SortKey};
+pub use request::{parse_network, Command, Filter, NotANetwork, Order, Request, Scope, SortKey};
 pub use response::{code, ErrorBody, Response};
 pub use results::{
-    CertificateInfo, Changes, ClusterInfo, ConfigResult, ConnDetail, ConnRow, Connections,
-    DrainResult, EvictPreview, EvictResult, LimitUse, ListenerInfo, Overage, PublishResult,
-    ReloadInfo, ReloadResult, Stats, UpstreamLeg, WatchAck,
+    CertificateInfo, Changes, ClusterInfo, ClusterResult, ConfigResult, ConnDetail, ConnRow,
+    Connections, DrainResult, EvictPreview, EvictResult, LimitUse, ListenerInfo, NodeAnswer,
+    Overage, PublishResult, ReloadInfo, ReloadResult, Stats, UpstreamLeg, WatchAck,
 };
 pub use spec::{ListSpec, WatchSpec};

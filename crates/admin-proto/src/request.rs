@@ -13,8 +13,29 @@ pub struct Request {
     /// Echoed in the answer; any JSON value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<Value>,
+    /// `cluster`: run it on every node of the cluster (`stats`, `list`,
+    /// `evict` by filter); the answer is a [`crate::ClusterResult`].
+    #[serde(default, skip_serializing_if = "Scope::is_node")]
+    pub scope: Scope,
     #[serde(flatten)]
     pub command: Command,
+}
+
+/// Where a request runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// The daemon the socket belongs to.
+    #[default]
+    Node,
+    /// Every live node of its cluster, gathered by that daemon.
+    Cluster,
+}
+
+impl Scope {
+    pub fn is_node(&self) -> bool {
+        *self == Scope::Node
+    }
 }
 
 /// The commands. Every variant refuses arguments it does not know, so a
@@ -95,6 +116,21 @@ impl Command {
     pub const NAMES: &'static [&'static str] = &[
         "stats", "list", "show", "evict", "reload", "drain", "publish", "config", "watch",
     ];
+
+    /// This command's `cmd`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Stats {} => "stats",
+            Command::List { .. } => "list",
+            Command::Show { .. } => "show",
+            Command::Evict { .. } => "evict",
+            Command::Reload { .. } => "reload",
+            Command::Drain { .. } => "drain",
+            Command::Publish { .. } => "publish",
+            Command::Config {} => "config",
+            Command::Watch { .. } => "watch",
+        }
+    }
 }
 
 /// Selects connections; every field that is set must match.

@@ -88,6 +88,26 @@ pub struct Stats {
     pub cluster: Option<ClusterInfo>,
 }
 
+/// The answer to a request with `scope: "cluster"`: each node's, this
+/// node's first. A node that does not answer, and one known to be gone, is
+/// listed with an error, not left out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterResult {
+    pub nodes: Vec<NodeAnswer>,
+}
+
+/// One node's answer in a [`ClusterResult`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeAnswer {
+    pub node: String,
+    pub ok: bool,
+    /// The command's result on that node, as the node itself answers it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<crate::ErrorBody>,
+}
+
 /// This node in its cluster, in `stats`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClusterInfo {

@@ -21,7 +21,8 @@ pub struct ListSpec {
 }
 
 impl ListSpec {
-    pub(crate) fn command(self) -> Command {
+    /// The `list` command.
+    pub fn command(self) -> Command {
         Command::List {
             filter: self.filter,
             sort: self.sort,

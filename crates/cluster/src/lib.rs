@@ -15,21 +15,30 @@
 //! are coalesced per topic for the bus's task. While NATS is unreachable,
 //! forwarding fails fast (counted), the client reconnects with back-off,
 //! and every subscription is made again on reconnect.
+//!
+//! Besides topics, nodes announce themselves on `<prefix>.nodes` (the
+//! [`peers`] table) and answer admin requests of the other nodes on
+//! `<prefix>.admin.<node>` (request/reply, [`Bus::request`]).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, Notify};
+use tokio_util::sync::CancellationToken;
 
 mod link;
 mod metrics;
+pub mod peers;
 
 pub use metrics::register_metrics;
 use metrics::{Dropped, METRICS};
+pub use peers::{Announcement, NodeState, Peer, PeerState};
 
 /// The `[cluster]` settings the bus runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,13 +59,31 @@ pub struct Config {
     /// Dropped forwards are logged at most once per this interval (and
     /// always counted).
     pub log_interval: Duration,
+    /// How often the node announces itself.
+    pub announce_interval: Duration,
+    /// A node silent this long is shown as gone.
+    pub peer_timeout: Duration,
+    /// How long a request to another node waits for its answer.
+    pub request_timeout: Duration,
 }
 
-/// Where frames from other nodes go: the local hub.
+/// A boxed future, as [`Inbound::admin`] returns.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// What the bus asks of the daemon: where frames from other nodes go (the
+/// local hub), what this node announces, and answers to other nodes'
+/// admin requests.
 pub trait Inbound: Send + Sync + 'static {
     /// A delivery frame another node published on `topic`, to be given to
     /// this node's subscribers (and not forwarded again).
     fn deliver(&self, topic: &str, frame: Bytes);
+
+    /// This node's state now, for its announcement.
+    fn state(&self) -> NodeState;
+
+    /// Answers an admin request line of another node (the admin protocol's
+    /// JSON) with the answer line.
+    fn admin(&self, request: Bytes) -> BoxFuture<Bytes>;
 }
 
 /// What became of a frame offered to the other nodes.
@@ -74,6 +101,19 @@ impl Forwarded {
     pub fn is_queued(self) -> bool {
         self == Forwarded::Queued
     }
+}
+
+/// Why a request to another node got no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("NATS is not connected")]
+    Disconnected,
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the node is not listening (gone)")]
+    NoResponders,
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// Why the bus could not start.
@@ -101,6 +141,9 @@ struct Shared {
     log_interval: Duration,
     /// When a dropped forward was last logged.
     logged_drop: Mutex<Option<Instant>>,
+    peers: peers::Peers,
+    /// Wakes the announcer for an announcement now (a drain started).
+    announce: Notify,
 }
 
 impl Shared {
@@ -131,7 +174,10 @@ impl Shared {
 pub struct Bus {
     shared: Arc<Shared>,
     outbox: mpsc::Sender<(String, Bytes)>,
-    stop: Arc<Notify>,
+    stop: CancellationToken,
+    client: async_nats::Client,
+    inbound: Arc<dyn Inbound>,
+    request_timeout: Duration,
 }
 
 impl std::fmt::Debug for Bus {
@@ -158,21 +204,27 @@ impl Bus {
             wake: Notify::new(),
             log_interval: config.log_interval,
             logged_drop: Mutex::new(None),
+            peers: peers::Peers::new(config.peer_timeout),
+            announce: Notify::new(),
         });
         let (outbox, outbox_rx) = mpsc::channel(config.forward_queue.max(1));
-        let stop = Arc::new(Notify::new());
-        link::start(
+        let stop = CancellationToken::new();
+        let request_timeout = config.request_timeout;
+        let client = link::start(
             config,
             Arc::clone(&shared),
-            inbound,
+            Arc::clone(&inbound),
             outbox_rx,
-            Arc::clone(&stop),
+            stop.clone(),
         )
         .await?;
         Ok(Bus {
             shared,
             outbox,
             stop,
+            client,
+            inbound,
+            request_timeout,
         })
     }
 
@@ -219,11 +271,59 @@ impl Bus {
     pub fn node(&self) -> &str {
         &self.shared.node
     }
+
+    /// The other nodes heard of, by name.
+    pub fn peers(&self) -> Vec<Peer> {
+        self.shared.peers.all(Instant::now())
+    }
+
+    /// Announces this node now (its state changed: a drain started).
+    pub fn announce_now(&self) {
+        self.shared.announce.notify_one();
+    }
+
+    /// Says to the other nodes that this node stops (its last
+    /// announcement), within `request_timeout`.
+    pub async fn leave(&self) {
+        if !self.connected() {
+            return;
+        }
+        let state = self.inbound.state();
+        let last = link::announcement(&self.shared, state, true);
+        let subject = link::nodes_subject(&self.shared.prefix);
+        let sent = async {
+            self.client.publish(subject, last).await.ok();
+            self.client.flush().await.ok();
+        };
+        let _ = tokio::time::timeout(self.request_timeout, sent).await;
+    }
+
+    /// Sends an admin request line to `node` and waits (at most
+    /// `request_timeout`) for its answer line.
+    pub async fn request(&self, node: &str, request: Bytes) -> Result<Bytes, RequestError> {
+        if !self.connected() {
+            return Err(RequestError::Disconnected);
+        }
+        let subject = link::admin_subject(&self.shared.prefix, node);
+        match tokio::time::timeout(self.request_timeout, self.client.request(subject, request))
+            .await
+        {
+            Err(_) => Err(RequestError::Timeout(self.request_timeout)),
+            Ok(Ok(message)) => Ok(message.payload),
+            Ok(Err(e)) => Err(match e.kind() {
+                async_nats::RequestErrorKind::NoResponders => RequestError::NoResponders,
+                async_nats::RequestErrorKind::TimedOut => {
+                    RequestError::Timeout(self.request_timeout)
+                }
+                _ => RequestError::Failed(e.to_string()),
+            }),
+        }
+    }
 }
 
 impl Drop for Bus {
     fn drop(&mut self) {
-        self.stop.notify_waiters();
+        self.stop.cancel();
     }
 }
 

@@ -1,19 +1,46 @@
 //! The bus's tasks: one hands queued frames to the NATS client, one keeps
 //! the topic subscriptions in line with local interest and gives what
-//! arrives to the local hub.
+//! arrives to the local hub, one announces this node and hears the others,
+//! one answers the other nodes' admin requests. All end when the bus's
+//! handle is dropped.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_nats::{ConnectOptions, Event, ServerAddr, Subscriber};
 use bytes::Bytes;
 use futures_util::StreamExt;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
 use tokio_stream::StreamMap;
+use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{Dropped, METRICS};
+use crate::peers::{Announcement, NodeState};
 use crate::{subject, Config, Inbound, Shared, StartError};
+
+/// Where nodes announce themselves.
+pub(crate) fn nodes_subject(prefix: &str) -> String {
+    format!("{prefix}.nodes")
+}
+
+/// Where a node answers admin requests.
+pub(crate) fn admin_subject(prefix: &str, node: &str) -> String {
+    format!("{prefix}.admin.{node}")
+}
+
+/// This node's announcement, as sent.
+pub(crate) fn announcement(shared: &Shared, state: NodeState, leaving: bool) -> Bytes {
+    let a = Announcement {
+        node: shared.node.clone(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        connections: state.connections,
+        draining: state.draining || leaving,
+        leaving,
+    };
+    Bytes::from(serde_json::to_vec(&a).unwrap_or_default())
+}
 
 /// Connects (in the background: a server that is down is retried with
 /// back-off, forever) and starts the tasks.
@@ -22,8 +49,8 @@ pub(crate) async fn start(
     shared: Arc<Shared>,
     inbound: Arc<dyn Inbound>,
     outbox: mpsc::Receiver<(String, Bytes)>,
-    stop: Arc<Notify>,
-) -> Result<(), StartError> {
+    stop: CancellationToken,
+) -> Result<async_nats::Client, StartError> {
     let servers = config
         .servers
         .iter()
@@ -38,6 +65,7 @@ pub(crate) async fn start(
         .no_echo()
         .retry_on_initial_connect()
         .connection_timeout(config.connect_timeout)
+        .request_timeout(Some(config.request_timeout))
         .event_callback(move |event| {
             let shared = Arc::clone(&events);
             async move { on_event(&shared, event) }
@@ -60,9 +88,37 @@ pub(crate) async fn start(
         servers = %config.servers.join(", "),
         "cluster: connecting to NATS (the node serves locally until it is connected)"
     );
-    tokio::spawn(publish(client.clone(), Arc::clone(&shared), outbox));
-    tokio::spawn(subscribe(client, shared, inbound, stop));
-    Ok(())
+    // Made now, sent once connected (and again after every reconnect).
+    let nodes = client
+        .subscribe(nodes_subject(&shared.prefix))
+        .await
+        .map_err(|e| StartError::Connect(e.to_string()))?;
+    let admin = client
+        .subscribe(admin_subject(&shared.prefix, &shared.node))
+        .await
+        .map_err(|e| StartError::Connect(e.to_string()))?;
+    tokio::spawn(publish(
+        client.clone(),
+        Arc::clone(&shared),
+        outbox,
+        stop.clone(),
+    ));
+    tokio::spawn(subscribe(
+        client.clone(),
+        Arc::clone(&shared),
+        Arc::clone(&inbound),
+        stop.clone(),
+    ));
+    tokio::spawn(announce(
+        client.clone(),
+        Arc::clone(&shared),
+        Arc::clone(&inbound),
+        config.announce_interval,
+        nodes,
+        stop.clone(),
+    ));
+    tokio::spawn(answer(client.clone(), inbound, admin, stop));
+    Ok(client)
 }
 
 /// Keeps the connected flag, the gauge and the log in line with the
@@ -103,8 +159,9 @@ async fn publish(
     client: async_nats::Client,
     shared: Arc<Shared>,
     mut outbox: mpsc::Receiver<(String, Bytes)>,
+    stop: CancellationToken,
 ) {
-    while let Some((subject, frame)) = outbox.recv().await {
+    while let Some(Some((subject, frame))) = stop.run_until_cancelled(outbox.recv()).await {
         match client.publish(subject, frame).await {
             Ok(()) => {
                 METRICS.forwarded.inc();
@@ -120,14 +177,12 @@ async fn subscribe(
     client: async_nats::Client,
     shared: Arc<Shared>,
     inbound: Arc<dyn Inbound>,
-    stop: Arc<Notify>,
+    stop: CancellationToken,
 ) {
     let mut topics: StreamMap<Arc<str>, Subscriber> = StreamMap::new();
-    let stopped = stop.notified();
-    tokio::pin!(stopped);
     loop {
         tokio::select! {
-            () = &mut stopped => return,
+            () = stop.cancelled() => return,
             () = shared.wake.notified() => apply(&client, &shared, &mut topics).await,
             Some((topic, message)) = topics.next(), if !topics.is_empty() => {
                 METRICS.received.inc();
@@ -172,4 +227,58 @@ async fn apply(
         }
     }
     METRICS.subscriptions.set(topics.len() as i64);
+}
+
+/// Announces this node every `interval` (and at once when asked), and keeps
+/// the table of the others from their announcements.
+async fn announce(
+    client: async_nats::Client,
+    shared: Arc<Shared>,
+    inbound: Arc<dyn Inbound>,
+    interval: Duration,
+    mut nodes: Subscriber,
+    stop: CancellationToken,
+) {
+    let subject = nodes_subject(&shared.prefix);
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+            () = shared.announce.notified() => {}
+            heard = nodes.next() => {
+                let Some(message) = heard else { return };
+                match serde_json::from_slice::<Announcement>(&message.payload) {
+                    Ok(a) if a.node != shared.node => shared.peers.heard(a, Instant::now()),
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!("cluster: an announcement that is not one: {e}"),
+                }
+                continue;
+            }
+        }
+        // Only while connected: the client would hold them otherwise.
+        if shared.connected.load(Ordering::Acquire) {
+            let said = announcement(&shared, inbound.state(), false);
+            let _ = client.publish(subject.clone(), said).await;
+        }
+    }
+}
+
+/// Answers the other nodes' admin requests, one at a time.
+async fn answer(
+    client: async_nats::Client,
+    inbound: Arc<dyn Inbound>,
+    mut requests: Subscriber,
+    stop: CancellationToken,
+) {
+    while let Some(Some(message)) = stop.run_until_cancelled(requests.next()).await {
+        let Some(reply) = message.reply else {
+            continue;
+        };
+        let answer = inbound.admin(message.payload).await;
+        if let Err(e) = client.publish(reply, answer).await {
+            tracing::debug!("cluster: cannot answer an admin request: {e}");
+        }
+    }
 }
