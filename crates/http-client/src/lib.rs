@@ -63,7 +63,10 @@ impl Client {
     /// (without, an `https://` request fails: [`check_url`] refuses such a
     /// URL when the config is loaded).
     pub fn new(tls: Option<Arc<rustls::ClientConfig>>, pool: Pool) -> Self {
-        let tls = tls.map_or_else(no_roots, |c| (*c).clone());
+        let mut tls = tls.map_or_else(no_roots, |c| (*c).clone());
+        // The connector sets ALPN itself (http/1.1) and refuses a config
+        // that already has some.
+        tls.alpn_protocols.clear();
         let mut http = HttpConnector::new();
         http.set_nodelay(true);
         http.enforce_http(false);
@@ -303,6 +306,13 @@ mod tests {
             Err(Error::Unreachable(text)) => assert!(text.contains("onnect"), "{text}"),
             other => panic!("expected unreachable, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_config_with_alpn_is_taken() {
+        let mut config = no_roots();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let _client = Client::new(Some(Arc::new(config)), POOL);
     }
 
     #[test]
