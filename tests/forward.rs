@@ -452,3 +452,96 @@ async fn a_reload_changes_what_is_forwarded_and_a_broken_edit_is_refused() {
     send_json(&mut ws, json!({"type": "ping", "id": 1})).await;
     assert_eq!(recv_type(&mut ws, "pong").await["id"], 1);
 }
+
+/// The app behind TLS, with a certificate for `localhost` signed by a CA
+/// of the test's own; returns its port and the CA's PEM file.
+async fn tls_app(dir: &std::path::Path) -> (u16, std::path::PathBuf) {
+    let ca_key = rcgen::KeyPair::generate().expect("CA key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("CA");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .expect("params")
+        .signed_by(&key, &ca, &ca_key)
+        .expect("sign");
+    let ca_file = dir.join("ca.crt");
+    std::fs::write(&ca_file, ca.pem()).expect("write");
+
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
+                    let cookie = req
+                        .headers()
+                        .get("cookie")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_string();
+                    let call = Call {
+                        method: "GET".to_string(),
+                        headers: HashMap::from([("cookie".to_string(), vec![cookie])]),
+                        body: String::new(),
+                    };
+                    Ok::<_, hyper::Error>(answer(&call).await)
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    (port, ca_file)
+}
+
+#[tokio::test]
+async fn an_https_app_is_called_with_the_configured_ca() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (port, ca_file) = tls_app(dir.path()).await;
+    let instance = |ca: &std::path::Path| {
+        format!(
+            "[auth.app]\nplugin = \"forward\"\nurl = \"https://localhost:{port}/auth\"\n\
+             user_from = \"header:X-User-Id\"\nca_file = \"{}\"\n\
+             [[routes]]\npath = \"/ws\"\nrouter = \"pubsub\"\nauth = \"app\"\n",
+            ca.display()
+        )
+    };
+    let d = Daemon::start(&instance(&ca_file)).await;
+    let mut ws = connect_as(&d, "/ws", "alice")
+        .await
+        .expect("alice over https");
+    assert_eq!(welcome_user(&mut ws).await, "alice");
+
+    // A CA that did not sign the app's certificate: the app cannot be
+    // reached, which is an outage.
+    let other = tempfile::tempdir().expect("tempdir");
+    let stranger =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("self-signed");
+    let wrong = other.path().join("ca.crt");
+    std::fs::write(&wrong, stranger.cert.pem()).expect("write");
+    let d = Daemon::start(&instance(&wrong)).await;
+    let (status, body) = connect_as(&d, "/ws", "alice").await.expect_err("refused");
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(
+        d.metric("wsgate_forward_auth_calls_total{result=\"unreachable\"}")
+            .await,
+        1.0
+    );
+}
