@@ -7,12 +7,15 @@
 use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
-use wsgate_cluster::{BoxFuture, Bus, Config, Inbound, NodeState, StartError};
+use wsgate_cluster::{BoxFuture, Bus, Config, Inbound, NodeState, StartError, UserConn};
 
 use crate::admin::cluster::answer_line;
 use crate::admin::service::Service;
+use crate::config::{CapScope, Limits};
 use crate::control;
 use crate::daemon::Daemon;
+use crate::registry::{opened_ms, RemoteUserConn};
+use crate::ws::close;
 
 /// What the bus reaches of the daemon. It holds only a weak handle, so it
 /// never keeps the daemon alive.
@@ -52,6 +55,88 @@ impl Inbound for ToDaemon {
             Bytes::from(answer_line(&service, &request).await)
         })
     }
+
+    fn user_conns(&self, user: &str) -> Vec<UserConn> {
+        let Some(daemon) = self.daemon.upgrade() else {
+            return Vec::new();
+        };
+        daemon
+            .registry()
+            .user_conns(user)
+            .iter()
+            .map(|c| UserConn {
+                conn: c.id,
+                route: c.route.to_string(),
+                opened_ms: opened_ms(c),
+            })
+            .collect()
+    }
+
+    fn evict(&self, conn: u64, user: &str) {
+        let Some(daemon) = self.daemon.upgrade() else {
+            return;
+        };
+        let Some(c) = daemon.registry().get(conn) else {
+            return;
+        };
+        if c.user.as_deref() != Some(user) {
+            return;
+        }
+        tracing::info!(
+            conn,
+            user,
+            "closing the user's oldest connection: a newer one on another node replaces it"
+        );
+        c.request_close(
+            close::REPLACED,
+            "replaced by a newer connection of the same user",
+        );
+    }
+}
+
+/// The connections of `user` on the other nodes, when a per-user cap of
+/// the route (or the global one) counts the whole cluster and NATS is
+/// connected; none otherwise (the caps then count this node only).
+pub async fn user_conns(daemon: &Daemon, route: &Limits, user: &str) -> Vec<RemoteUserConn> {
+    let Some(bus) = daemon.hub().bus() else {
+        return Vec::new();
+    };
+    let cluster_wide = route.max_connections_per_user_scope == CapScope::Cluster
+        || daemon.settings().limits().max_connections_per_user_scope == CapScope::Cluster;
+    if !cluster_wide || !bus.connected() {
+        return Vec::new();
+    }
+    let found = bus.user_conns(user).await;
+    if !found.complete {
+        tracing::debug!(
+            user,
+            "not every node told its connections of this user in time"
+        );
+    }
+    found
+        .conns
+        .into_iter()
+        .map(|r| RemoteUserConn {
+            node: r.node,
+            conn: r.conn.conn,
+            route: r.conn.route,
+            opened_ms: r.conn.opened_ms,
+        })
+        .collect()
+}
+
+/// Has the node of `old` close it: a newer connection of its user took its
+/// place under a cluster-wide cap.
+pub fn replace(daemon: &Daemon, old: &RemoteUserConn, user: &str) {
+    if let Some(bus) = daemon.hub().bus() {
+        tracing::info!(
+            user,
+            node = %old.node,
+            conn = old.conn,
+            "the user's oldest connection is on another node: asking it to close it"
+        );
+        bus.evict_remote(&old.node, old.conn, user);
+    }
 }
 
 /// Starts the bus when `[cluster]` names NATS servers; a single node
@@ -74,6 +159,7 @@ pub async fn join(daemon: &Arc<Daemon>, control: &control::Sender) -> Result<(),
         announce_interval: cluster.announce_interval,
         peer_timeout: cluster.peer_timeout,
         request_timeout: cluster.request_timeout,
+        user_query_timeout: cluster.user_query_timeout,
     };
     let inbound = ToDaemon {
         daemon: Arc::downgrade(daemon),

@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::config::{Limits, OnUserLimit};
+use crate::config::{CapScope, Limits, OnUserLimit};
 use crate::handle::{lock, Conn, ConnId};
 use crate::metrics::Traffic;
 use crate::ws::close;
@@ -120,6 +120,34 @@ pub struct Candidate<'a> {
     pub global: &'a Limits,
     /// The route's effective limits.
     pub limits: &'a Limits,
+    /// The user's connections on the other nodes, for a per-user cap whose
+    /// scope is `cluster` (empty on a single node).
+    pub remote: &'a [RemoteUserConn],
+}
+
+/// A user's connection on another node of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteUserConn {
+    pub node: String,
+    pub conn: ConnId,
+    pub route: String,
+    /// When it opened, in milliseconds since the Unix epoch.
+    pub opened_ms: u64,
+}
+
+/// An admitted connection: its slot, and the connection on another node it
+/// replaces (the user's oldest in the cluster, which that node is to close
+/// with 4001).
+pub struct Admitted {
+    pub slot: Slot,
+    pub replaces: Option<RemoteUserConn>,
+}
+
+/// When a connection opened, in milliseconds since the Unix epoch.
+pub fn opened_ms(conn: &Conn) -> u64 {
+    conn.connected_at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// A counts snapshot for `stats` and tests.
@@ -154,7 +182,10 @@ impl Registry {
     /// Checks every cap and, if the candidate fits, registers it. With
     /// `evict_oldest`, the user's oldest connection is told to close with
     /// 4001 and its per-user share passes to the newcomer at once.
-    pub fn admit(self: &Arc<Self>, c: Candidate<'_>) -> Result<Slot, Refusal> {
+    /// A per-user cap of scope `cluster` counts `c.remote` too, and with
+    /// `evict_oldest` the oldest may be on another node: it is named in
+    /// [`Admitted::replaces`] for the caller to have it closed.
+    pub fn admit(self: &Arc<Self>, c: Candidate<'_>) -> Result<Admitted, Refusal> {
         let mut inner = lock(&self.inner);
         let Inner {
             conns,
@@ -179,9 +210,23 @@ impl Registry {
             return Err(Refusal::Ip);
         }
         let mut victim = None;
+        let mut replaces = None;
         if let Some(user) = c.user {
-            let over_route = route_scope.user_count(user) >= c.limits.max_connections_per_user;
-            let over_global = global.user_count(user) >= c.global.max_connections_per_user;
+            let remote_in = |scope: CapScope, route: Option<&str>| -> Vec<&RemoteUserConn> {
+                if scope != CapScope::Cluster {
+                    return Vec::new();
+                }
+                c.remote
+                    .iter()
+                    .filter(|r| route.is_none_or(|p| r.route == p))
+                    .collect()
+            };
+            let remote_route = remote_in(c.limits.max_connections_per_user_scope, Some(c.route));
+            let remote_global = remote_in(c.global.max_connections_per_user_scope, None);
+            let over_route = route_scope.user_count(user) + remote_route.len()
+                >= c.limits.max_connections_per_user;
+            let over_global =
+                global.user_count(user) + remote_global.len() >= c.global.max_connections_per_user;
             if over_route || over_global {
                 // The policy of the scope whose cap is hit decides.
                 let policy = if over_route {
@@ -192,12 +237,27 @@ impl Registry {
                 if policy == OnUserLimit::Reject {
                     return Err(Refusal::User);
                 }
-                let oldest = if over_route {
-                    route_scope.by_user.get(&**user).and_then(|l| l.front())
+                let (local, remote) = if over_route {
+                    (route_scope.by_user.get(&**user), remote_route)
                 } else {
-                    global.by_user.get(&**user).and_then(|l| l.front())
+                    (global.by_user.get(&**user), remote_global)
                 };
-                victim = oldest.and_then(|id| conns.get(id)).cloned();
+                let local = local
+                    .and_then(|l| l.front())
+                    .and_then(|id| conns.get(id))
+                    .cloned();
+                // The oldest of the cluster: by the opening nodes' clocks.
+                let remote = remote
+                    .into_iter()
+                    .min_by_key(|r| (r.opened_ms, r.node.as_str(), r.conn));
+                match (local, remote) {
+                    (Some(l), Some(r)) if r.opened_ms < opened_ms(&l) => {
+                        replaces = Some(r.clone());
+                    }
+                    (Some(l), _) => victim = Some(l),
+                    (None, Some(r)) => replaces = Some(r.clone()),
+                    (None, None) => {}
+                }
             }
         }
         if let Some(old) = &victim {
@@ -234,10 +294,29 @@ impl Registry {
             .add(id, c.ip, c.user);
         conns.insert(id, Arc::clone(&conn));
         drop(inner);
-        Ok(Slot {
-            registry: Arc::clone(self),
-            conn,
+        Ok(Admitted {
+            slot: Slot {
+                registry: Arc::clone(self),
+                conn,
+            },
+            replaces,
         })
+    }
+
+    /// This node's connections of `user`, oldest first (for the other
+    /// nodes' cluster-wide per-user caps).
+    pub fn user_conns(&self, user: &str) -> Vec<Arc<Conn>> {
+        let inner = lock(&self.inner);
+        inner
+            .global
+            .by_user
+            .get(user)
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(|id| inner.conns.get(id).cloned())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// One connection by id.
@@ -353,7 +432,9 @@ mod tests {
             user,
             global: l,
             limits: l,
+            remote: &[],
         })
+        .map(|a| a.slot)
     }
 
     #[test]
@@ -422,10 +503,95 @@ mod tests {
             user: None,
             global: &global,
             limits: &small,
+            remote: &[],
         };
         let _x = r.admit(cand(&a)).expect("x");
         assert_eq!(r.admit(cand(&a)).err(), Some(Refusal::Route));
         assert!(r.admit(cand(&b)).is_ok());
+    }
+
+    fn remote(node: &str, conn: ConnId, route: &str, opened_ms: u64) -> RemoteUserConn {
+        RemoteUserConn {
+            node: node.to_string(),
+            conn,
+            route: route.to_string(),
+            opened_ms,
+        }
+    }
+
+    #[test]
+    fn a_cluster_scope_counts_the_other_nodes_and_evicts_the_oldest_wherever_it_is() {
+        let r = Registry::new();
+        let route: Arc<str> = "/ws".into();
+        let alice: Arc<str> = "alice".into();
+        let mut l = limits(10, 10, 2, OnUserLimit::EvictOldest);
+        l.max_connections_per_user_scope = CapScope::Cluster;
+        let cand = |remote: &'static [RemoteUserConn]| Candidate {
+            route: &route,
+            ip: IpAddr::from([1, 1, 1, 1]),
+            user: Some(&alice),
+            global: &l,
+            limits: &l,
+            remote,
+        };
+        // One here and one, older, elsewhere: the cap of 2 is reached and
+        // the remote one is the oldest.
+        let here = r.admit(cand(&[])).expect("first");
+        let old = Box::leak(Box::new([remote("b", 7, "/ws", 1)]));
+        let admitted = r.admit(cand(old)).expect("second");
+        assert_eq!(admitted.replaces, Some(old[0].clone()));
+        assert!(!here.slot.conn().closing(), "the local one is newer");
+
+        // The remote one is newer than the local ones: the local oldest goes.
+        let young = Box::leak(Box::new([remote("b", 8, "/ws", u64::MAX)]));
+        let third = r.admit(cand(young)).expect("third");
+        assert_eq!(third.replaces, None);
+        assert!(here.slot.conn().closing());
+
+        // Another route's connections elsewhere do not count on this route
+        // (the global cap here is of node scope).
+        let mut global = limits(10, 10, 100, OnUserLimit::EvictOldest);
+        global.max_connections_per_user_scope = CapScope::Node;
+        let elsewhere = Box::leak(Box::new([
+            remote("b", 9, "/other", 1),
+            remote("c", 3, "/other", 2),
+        ]));
+        let r2 = Registry::new();
+        let c = Candidate {
+            route: &route,
+            ip: IpAddr::from([1, 1, 1, 1]),
+            user: Some(&alice),
+            global: &global,
+            limits: &l,
+            remote: elsewhere,
+        };
+        assert_eq!(r2.admit(c).expect("fits").replaces, None);
+
+        // With reject, the remote count refuses.
+        let mut strict = limits(10, 10, 1, OnUserLimit::Reject);
+        strict.max_connections_per_user_scope = CapScope::Cluster;
+        let r3 = Registry::new();
+        let one = Box::leak(Box::new([remote("b", 1, "/ws", 1)]));
+        let c = Candidate {
+            route: &route,
+            ip: IpAddr::from([1, 1, 1, 1]),
+            user: Some(&alice),
+            global: &strict,
+            limits: &strict,
+            remote: one,
+        };
+        assert_eq!(r3.admit(c).err(), Some(Refusal::User));
+        // Node scope: the same remote connection is not counted.
+        strict.max_connections_per_user_scope = CapScope::Node;
+        let c = Candidate {
+            route: &route,
+            ip: IpAddr::from([1, 1, 1, 1]),
+            user: Some(&alice),
+            global: &strict,
+            limits: &strict,
+            remote: one,
+        };
+        assert!(r3.admit(c).is_ok());
     }
 
     #[test]

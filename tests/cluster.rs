@@ -567,3 +567,89 @@ async fn ctl_cluster_ls_and_evict_span_every_node_and_name_the_silent_ones() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A node whose `/ws` route knows alice and bob by token, with a per-user
+/// cap of 1 counted over the cluster, `on_user` deciding.
+fn capped(name: &str, nats: &str, on_user: &str) -> String {
+    format!(
+        "[limits]\nmax_connections_per_user = 1\nmax_connections_per_user_scope = \"cluster\"\n\
+         on_user_limit = \"{on_user}\"\n\
+         [auth.t]\nplugin = \"token\"\ntokens = {{ \"tok-alice\" = \"alice\", \"tok-bob\" = \"bob\" }}\n\
+         {}\
+         auth = \"t\"\n",
+        quick(name, nats).replace(
+            "[routes.options]\npublish = [\"chat.>\"]\n",
+            ""
+        )
+    )
+}
+
+async fn as_user(d: &Daemon, token: &str) -> Result<Ws, (u16, String)> {
+    let auth = format!("Bearer {token}");
+    let mut ws = d.try_connect("/ws", &[("Authorization", &auth)]).await?;
+    assert_eq!(recv_json(&mut ws).await["type"], "welcome");
+    Ok(ws)
+}
+
+#[tokio::test]
+async fn a_cluster_wide_user_cap_evicts_the_oldest_on_another_node() {
+    let nats = Nats::start();
+    let n1 = Daemon::start(&capped("n1", &nats.url(), "evict_oldest")).await;
+    let n2 = Daemon::start(&capped("n2", &nats.url(), "evict_oldest")).await;
+    wait_peers(&n1, 2).await;
+    wait_peers(&n2, 2).await;
+
+    let mut first = as_user(&n1, "tok-alice").await.expect("alice on n1");
+    let mut bob = as_user(&n1, "tok-bob").await.expect("bob on n1");
+    let mut second = as_user(&n2, "tok-alice").await.expect("alice on n2");
+    // The cluster's oldest connection of alice, on the other node, goes.
+    let (code, reason) = expect_close(&mut first).await;
+    assert_eq!(code, 4001, "{reason}");
+    n1.wait_metric("wsgate_closes_total{code=\"4001\"}", 1.0)
+        .await;
+    // The newcomer and another user are served.
+    for ws in [&mut second, &mut bob] {
+        send_json(ws, json!({"type": "ping", "id": 1})).await;
+        assert_eq!(recv_type(ws, "pong").await["id"], 1);
+    }
+    assert!(
+        n2.metric("wsgate_cluster_user_queries_total{result=\"complete\"}")
+            .await
+            >= 1.0
+    );
+
+    // NATS gone: the cap counts each node alone (documented fallback).
+    let _ = nats.kill();
+    n2.wait_metric("wsgate_cluster_connected", 0.0).await;
+    let mut third = as_user(&n1, "tok-alice").await.expect("alice on n1 again");
+    send_json(&mut second, json!({"type": "ping", "id": 2})).await;
+    assert_eq!(recv_type(&mut second, "pong").await["id"], 2);
+    send_json(&mut third, json!({"type": "ping", "id": 3})).await;
+    assert_eq!(recv_type(&mut third, "pong").await["id"], 3);
+}
+
+#[tokio::test]
+async fn a_cluster_wide_user_cap_with_reject_refuses_on_another_node() {
+    let nats = Nats::start();
+    let n1 = Daemon::start(&capped("n1", &nats.url(), "reject")).await;
+    let n2 = Daemon::start(&capped("n2", &nats.url(), "reject")).await;
+    wait_peers(&n2, 2).await;
+    let mut first = as_user(&n1, "tok-alice").await.expect("alice on n1");
+    let (status, body) = as_user(&n2, "tok-alice").await.expect_err("over the cap");
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("user_limit"), "{body}");
+    send_json(&mut first, json!({"type": "ping", "id": 1})).await;
+    assert_eq!(recv_type(&mut first, "pong").await["id"], 1);
+    // Once it is gone, the user may connect elsewhere.
+    drop(first);
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        match as_user(&n2, "tok-alice").await {
+            Ok(_) => break,
+            Err((429, _)) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+}

@@ -35,6 +35,7 @@ pub fn check(cluster: &mut ClusterConfig) -> Vec<(&'static str, String)> {
         ("connect_timeout", cluster.connect_timeout),
         ("announce_interval", cluster.announce_interval),
         ("request_timeout", cluster.request_timeout),
+        ("user_query_timeout", cluster.user_query_timeout),
     ] {
         if value.is_zero() {
             issues.push((key, "must be more than 0s".to_string()));

@@ -28,6 +28,7 @@ pub const RESTART_KEYS: &[&str] = &[
     "cluster.announce_interval",
     "cluster.peer_timeout",
     "cluster.request_timeout",
+    "cluster.user_query_timeout",
 ];
 
 /// The listeners, which apply live (`serve`, `tls`, `proxy_protocol`) as
@@ -324,6 +325,7 @@ mod tests {
             "[cluster]\nnats = [\"nats://127.0.0.1:1\"]\nnode = \"n1\"\nsubject_prefix = \"x\"\n",
             "credentials_file = \"/dev/null\"\nforward_queue = 5\nconnect_timeout = \"1s\"\n",
             "announce_interval = \"1s\"\npeer_timeout = \"9s\"\nrequest_timeout = \"3s\"\n",
+            "user_query_timeout = \"1s\"\n",
         ));
         assert_eq!(diff(&a, &b).restart_required.len(), RESTART_KEYS.len());
         keep_restart_keys(&a, &mut b);

@@ -19,7 +19,7 @@ pub mod schema;
 pub mod settings;
 
 pub use load::{ConfigError, Issue};
-pub use schema::{Config, Limits, LimitsOverride, OnRateLimit, OnUserLimit};
+pub use schema::{CapScope, Config, Limits, LimitsOverride, OnRateLimit, OnUserLimit};
 pub use settings::{Route, Settings};
 
 #[cfg(test)]

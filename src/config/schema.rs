@@ -357,6 +357,10 @@ pub struct ClusterConfig {
     /// How long an admin request to another node waits for its answer.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// How long an upgrade waits for the other nodes to tell a user's
+    /// connections (a per-user cap of scope `cluster`).
+    #[serde(with = "humantime_serde")]
+    pub user_query_timeout: Duration,
 }
 
 impl Default for ClusterConfig {
@@ -372,6 +376,7 @@ impl Default for ClusterConfig {
             announce_interval: Duration::from_secs(2),
             peer_timeout: Duration::from_secs(6),
             request_timeout: Duration::from_secs(2),
+            user_query_timeout: Duration::from_millis(250),
         }
     }
 }
@@ -424,6 +429,17 @@ pub enum OnUserLimit {
     EvictOldest,
     /// The new connection is refused with 429.
     Reject,
+}
+
+/// Where `max_connections_per_user` counts a user's connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CapScope {
+    /// On this node.
+    Node,
+    /// On every node of the cluster (`[cluster]`); on this node while NATS
+    /// is not connected.
+    Cluster,
 }
 
 /// What happens to an inbound message over the rate limit.
@@ -481,6 +497,9 @@ limits! {
     max_connections_per_user: usize = 5, ;
     /// `evict_oldest` (close the user's oldest with 4001) or `reject` (429).
     on_user_limit: OnUserLimit = OnUserLimit::EvictOldest, ;
+    /// `node` (count the user's connections here) or `cluster` (on every
+    /// node of the cluster).
+    max_connections_per_user_scope: CapScope = CapScope::Node, ;
     /// Largest inbound message in bytes, after reassembly of fragments. A
     /// message of exactly this size passes; one byte more closes with 1009.
     max_message_bytes: usize = 64 * 1024, ;

@@ -325,6 +325,10 @@ pub async fn handle(
         }
     };
 
+    let remote = match &identity.user {
+        Some(user) => crate::cluster::user_conns(&daemon, &route.limits, user).await,
+        None => Vec::new(),
+    };
     let settings = daemon.settings();
     let route_key: Arc<str> = Arc::from(route.path.as_str());
     let admitted = daemon.registry().admit(Candidate {
@@ -333,13 +337,17 @@ pub async fn handle(
         user: identity.user.as_ref(),
         global: settings.limits(),
         limits: &route.limits,
+        remote: &remote,
     });
     let handshake_timeout = settings.config.server.handshake_timeout;
     drop(settings);
     let slot = match admitted {
-        Ok(slot) => {
+        Ok(admitted) => {
             daemon.metrics().accepted(&route.path);
-            slot
+            if let (Some(old), Some(user)) = (&admitted.replaces, &identity.user) {
+                crate::cluster::replace(&daemon, old, user);
+            }
+            admitted.slot
         }
         Err(refusal) => {
             let (status, message) = match refusal {

@@ -65,6 +65,9 @@ pub struct Config {
     pub peer_timeout: Duration,
     /// How long a request to another node waits for its answer.
     pub request_timeout: Duration,
+    /// How long an upgrade waits for the other nodes to tell a user's
+    /// connections (cluster-wide per-user caps).
+    pub user_query_timeout: Duration,
 }
 
 /// A boxed future, as [`Inbound::admin`] returns.
@@ -84,6 +87,40 @@ pub trait Inbound: Send + Sync + 'static {
     /// Answers an admin request line of another node (the admin protocol's
     /// JSON) with the answer line.
     fn admin(&self, request: Bytes) -> BoxFuture<Bytes>;
+
+    /// This node's connections of `user` (for another node's cluster-wide
+    /// per-user cap).
+    fn user_conns(&self, user: &str) -> Vec<UserConn>;
+
+    /// Another node asks this one to close connection `conn` of `user`: it
+    /// is the user's oldest in the cluster and a newer one took its place.
+    fn evict(&self, conn: u64, user: &str);
+}
+
+/// A connection of a user, as a node tells another.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UserConn {
+    pub conn: u64,
+    pub route: String,
+    /// When it opened, in milliseconds since the Unix epoch (the nodes'
+    /// clocks decide which connection is the oldest).
+    pub opened_ms: u64,
+}
+
+/// A connection of a user on another node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteConn {
+    pub node: String,
+    pub conn: UserConn,
+}
+
+/// What the other nodes said of a user's connections.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserConns {
+    pub conns: Vec<RemoteConn>,
+    /// Every live node answered in time (otherwise those that did not are
+    /// not counted).
+    pub complete: bool,
 }
 
 /// What became of a frame offered to the other nodes.
@@ -144,6 +181,7 @@ struct Shared {
     peers: peers::Peers,
     /// Wakes the announcer for an announcement now (a drain started).
     announce: Notify,
+    user_query_timeout: Duration,
 }
 
 impl Shared {
@@ -206,6 +244,7 @@ impl Bus {
             logged_drop: Mutex::new(None),
             peers: peers::Peers::new(config.peer_timeout),
             announce: Notify::new(),
+            user_query_timeout: config.user_query_timeout,
         });
         let (outbox, outbox_rx) = mpsc::channel(config.forward_queue.max(1));
         let stop = CancellationToken::new();
@@ -318,6 +357,60 @@ impl Bus {
                 _ => RequestError::Failed(e.to_string()),
             }),
         }
+    }
+}
+
+impl Bus {
+    /// The connections of `user` on the other live nodes, as they answer
+    /// within `user_query_timeout`. Not connected: none, and not complete
+    /// (the cap falls back to this node's count).
+    pub async fn user_conns(&self, user: &str) -> UserConns {
+        let expected = self
+            .peers()
+            .iter()
+            .filter(|p| p.state == PeerState::Live)
+            .count();
+        if expected == 0 {
+            return UserConns {
+                conns: Vec::new(),
+                complete: self.connected(),
+            };
+        }
+        if !self.connected() {
+            return UserConns::default();
+        }
+        let query = link::user_query(user);
+        let found = link::gather(
+            &self.client,
+            link::users_subject(&self.shared.prefix),
+            query,
+            expected,
+            self.shared.user_query_timeout,
+        )
+        .await;
+        let complete = found.len() >= expected;
+        METRICS.user_query(complete);
+        let conns = found
+            .into_iter()
+            .flat_map(|(node, conns)| {
+                conns.into_iter().map(move |conn| RemoteConn {
+                    node: node.clone(),
+                    conn,
+                })
+            })
+            .collect();
+        UserConns { conns, complete }
+    }
+
+    /// Tells `node` to close its connection `conn` of `user` (it is the
+    /// user's oldest and a newer one replaces it). Never waits.
+    pub fn evict_remote(&self, node: &str, conn: u64, user: &str) {
+        let subject = link::evict_subject(&self.shared.prefix, node);
+        let order = link::evict_order(conn, user);
+        let client = self.client.clone();
+        tokio::spawn(async move {
+            let _ = client.publish(subject, order).await;
+        });
     }
 }
 

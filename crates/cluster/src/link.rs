@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{Dropped, METRICS};
 use crate::peers::{Announcement, NodeState};
-use crate::{subject, Config, Inbound, Shared, StartError};
+use crate::{subject, Config, Inbound, Shared, StartError, UserConn};
 
 /// Where nodes announce themselves.
 pub(crate) fn nodes_subject(prefix: &str) -> String {
@@ -28,6 +28,83 @@ pub(crate) fn nodes_subject(prefix: &str) -> String {
 /// Where a node answers admin requests.
 pub(crate) fn admin_subject(prefix: &str, node: &str) -> String {
     format!("{prefix}.admin.{node}")
+}
+
+/// Where nodes are asked for a user's connections.
+pub(crate) fn users_subject(prefix: &str) -> String {
+    format!("{prefix}.users")
+}
+
+/// Where a node takes eviction orders for its connections.
+pub(crate) fn evict_subject(prefix: &str, node: &str) -> String {
+    format!("{prefix}.evict.{node}")
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct UserQuery {
+    user: String,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct UserAnswer {
+    node: String,
+    conns: Vec<UserConn>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct EvictOrder {
+    conn: u64,
+    user: String,
+}
+
+pub(crate) fn user_query(user: &str) -> Bytes {
+    let q = UserQuery {
+        user: user.to_string(),
+    };
+    Bytes::from(serde_json::to_vec(&q).unwrap_or_default())
+}
+
+pub(crate) fn evict_order(conn: u64, user: &str) -> Bytes {
+    let o = EvictOrder {
+        conn,
+        user: user.to_string(),
+    };
+    Bytes::from(serde_json::to_vec(&o).unwrap_or_default())
+}
+
+/// Publishes `query` on `subject` and gathers the answers of up to
+/// `expected` nodes within `timeout`, by node.
+pub(crate) async fn gather(
+    client: &async_nats::Client,
+    subject: String,
+    query: Bytes,
+    expected: usize,
+    timeout: Duration,
+) -> Vec<(String, Vec<UserConn>)> {
+    let inbox = client.new_inbox();
+    let Ok(mut answers) = client.subscribe(inbox.clone()).await else {
+        return Vec::new();
+    };
+    if client
+        .publish_with_reply(subject, inbox, query)
+        .await
+        .is_err()
+    {
+        return Vec::new();
+    }
+    let mut found: Vec<(String, Vec<UserConn>)> = Vec::new();
+    let deadline = tokio::time::Instant::now() + timeout;
+    while found.len() < expected {
+        let Ok(Some(message)) = tokio::time::timeout_at(deadline, answers.next()).await else {
+            break;
+        };
+        if let Ok(a) = serde_json::from_slice::<UserAnswer>(&message.payload) {
+            if !found.iter().any(|(n, _)| *n == a.node) {
+                found.push((a.node, a.conns));
+            }
+        }
+    }
+    found
 }
 
 /// This node's announcement, as sent.
@@ -117,7 +194,28 @@ pub(crate) async fn start(
         nodes,
         stop.clone(),
     ));
-    tokio::spawn(answer(client.clone(), inbound, admin, stop));
+    let users = client
+        .subscribe(users_subject(&shared.prefix))
+        .await
+        .map_err(|e| StartError::Connect(e.to_string()))?;
+    let evictions = client
+        .subscribe(evict_subject(&shared.prefix, &shared.node))
+        .await
+        .map_err(|e| StartError::Connect(e.to_string()))?;
+    tokio::spawn(answer(
+        client.clone(),
+        Arc::clone(&inbound),
+        admin,
+        stop.clone(),
+    ));
+    tokio::spawn(tell_users(
+        client.clone(),
+        Arc::clone(&shared),
+        Arc::clone(&inbound),
+        users,
+        stop.clone(),
+    ));
+    tokio::spawn(take_evictions(inbound, evictions, stop));
     Ok(client)
 }
 
@@ -279,6 +377,47 @@ async fn answer(
         let answer = inbound.admin(message.payload).await;
         if let Err(e) = client.publish(reply, answer).await {
             tracing::debug!("cluster: cannot answer an admin request: {e}");
+        }
+    }
+}
+
+/// Tells the other nodes this node's connections of the users they ask
+/// about.
+async fn tell_users(
+    client: async_nats::Client,
+    shared: Arc<Shared>,
+    inbound: Arc<dyn Inbound>,
+    mut queries: Subscriber,
+    stop: CancellationToken,
+) {
+    while let Some(Some(message)) = stop.run_until_cancelled(queries.next()).await {
+        let (Some(reply), Ok(q)) = (
+            message.reply,
+            serde_json::from_slice::<UserQuery>(&message.payload),
+        ) else {
+            continue;
+        };
+        let answer = UserAnswer {
+            node: shared.node.clone(),
+            conns: inbound.user_conns(&q.user),
+        };
+        let Ok(answer) = serde_json::to_vec(&answer) else {
+            continue;
+        };
+        let _ = client.publish(reply, Bytes::from(answer)).await;
+    }
+}
+
+/// Closes the connections other nodes say a newer one replaced.
+async fn take_evictions(
+    inbound: Arc<dyn Inbound>,
+    mut orders: Subscriber,
+    stop: CancellationToken,
+) {
+    while let Some(Some(message)) = stop.run_until_cancelled(orders.next()).await {
+        match serde_json::from_slice::<EvictOrder>(&message.payload) {
+            Ok(order) => inbound.evict(order.conn, &order.user),
+            Err(e) => tracing::debug!("cluster: an eviction order that is not one: {e}"),
         }
     }
 }

@@ -46,6 +46,12 @@ pub struct ClusterMetrics {
     dropped: Family<ReasonLabel, Counter>,
     pub received: Counter,
     pub subscriptions: Gauge<i64, AtomicI64>,
+    user_queries: Family<ResultLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
 }
 
 pub static METRICS: LazyLock<ClusterMetrics> = LazyLock::new(|| {
@@ -56,7 +62,11 @@ pub static METRICS: LazyLock<ClusterMetrics> = LazyLock::new(|| {
         dropped: Family::default(),
         received: Counter::default(),
         subscriptions: Gauge::default(),
+        user_queries: Family::default(),
     };
+    for result in ["complete", "partial"] {
+        m.user_queries.get_or_create_owned(&ResultLabel { result });
+    }
     for reason in Dropped::ALL {
         m.dropped.get_or_create_owned(&ReasonLabel {
             reason: reason.label(),
@@ -66,6 +76,13 @@ pub static METRICS: LazyLock<ClusterMetrics> = LazyLock::new(|| {
 });
 
 impl ClusterMetrics {
+    pub fn user_query(&self, complete: bool) {
+        let result = if complete { "complete" } else { "partial" };
+        self.user_queries
+            .get_or_create(&ResultLabel { result })
+            .inc();
+    }
+
     pub fn dropped(&self, why: Dropped) {
         self.dropped
             .get_or_create(&ReasonLabel {
@@ -102,6 +119,12 @@ pub fn register_metrics(registry: &mut Registry) {
         "cluster_received",
         "Delivery frames received from other nodes through NATS",
         m.received.clone(),
+    );
+    registry.register(
+        "cluster_user_queries",
+        "Asks of the other nodes for a user's connections (cluster-wide per-user caps), by \
+         whether every live node answered in time",
+        m.user_queries.clone(),
     );
     registry.register(
         "cluster_subscriptions",
