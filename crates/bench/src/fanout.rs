@@ -54,9 +54,10 @@ const SLOW_CONSUMER: u16 = 4002;
 pub struct FanoutArgs {
     /// The subscribe URL; `topics=<topic>` is added to its query unless it
     /// has a `topics` parameter (so `ws://host/ws` works for wsgate and
-    /// for the raw reference server).
+    /// for the raw reference server). Given several times (the nodes of a
+    /// cluster), the subscribers are split evenly over the URLs.
     #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
-    pub url: String,
+    pub url: Vec<String>,
     /// Subscribers.
     #[arg(long, default_value_t = 100)]
     pub subs: usize,
@@ -86,8 +87,8 @@ pub struct FanoutArgs {
 /// A checked fanout run.
 #[derive(Debug)]
 pub struct Plan {
-    target: Target,
-    tls: Option<Tls>,
+    /// The subscribe URLs, each with its TLS settings.
+    targets: Vec<(Target, Option<Tls>)>,
     api: Target,
     api_tls: Option<Tls>,
     key: Option<String>,
@@ -103,9 +104,16 @@ pub struct Plan {
 impl Plan {
     pub fn new(args: FanoutArgs, common: &Common) -> anyhow::Result<Plan> {
         target::check_topic(&args.topic)?;
-        let target = Target::parse(&args.url, "ws")?.with_topic(&args.topic);
-        target.check_local("--url", common.allow_remote)?;
-        let tls = Tls::for_target(&target, "--url", common)?;
+        let mut targets = Vec::with_capacity(args.url.len());
+        for url in &args.url {
+            let target = Target::parse(url, "ws")?.with_topic(&args.topic);
+            target.check_local("--url", common.allow_remote)?;
+            let tls = Tls::for_target(&target, "--url", common)?;
+            targets.push((target, tls));
+        }
+        if targets.is_empty() {
+            bail!("--url: at least one subscribe URL");
+        }
         let api = Target::parse(&args.api, "http")?;
         api.check_local("--api", common.allow_remote)?;
         let api_tls = Tls::for_target(&api, "--api", common)?;
@@ -135,8 +143,7 @@ impl Plan {
         check_dial(&args.dial)?;
         fdlimit::check(args.subs + 1)?;
         Ok(Plan {
-            target,
-            tls,
+            targets,
             api,
             api_tls,
             key: args.key,
@@ -159,21 +166,30 @@ pub async fn run(plan: Plan, common: Common) -> anyhow::Result<Summary> {
     let epoch = Instant::now();
     let deadline = epoch + common.max_time;
     let show = progress::visible(common.quiet);
-    let addr = plan.target.resolve().await?;
     let api_addr = plan.api.resolve().await?;
-    let dialer = Dialer::new(
-        &plan.target,
-        addr,
-        target::source_addresses(addr, plan.sources),
-        plan.tls.clone(),
-    );
+    let mut dialers = Vec::with_capacity(plan.targets.len());
+    for (target, tls) in &plan.targets {
+        let addr = target.resolve().await?;
+        dialers.push(Dialer::new(
+            target,
+            addr,
+            target::source_addresses(addr, plan.sources),
+            tls.clone(),
+        ));
+    }
 
-    // 1. Subscribers.
+    // 1. Subscribers, split evenly over the URLs.
     let bar = Progress::start(show, "connecting", plan.subs as u64, None);
-    let opened = dial::open_all(&dialer, plan.subs, plan.concurrency, &bar).await;
+    let started = Instant::now();
+    let mut conns = Vec::with_capacity(plan.subs);
+    let n = dialers.len();
+    for (i, dialer) in dialers.iter().enumerate() {
+        let share = plan.subs / n + usize::from(i < plan.subs % n);
+        let opened = dial::open_all(dialer, share, plan.concurrency, &bar).await;
+        conns.extend(opened?.conns);
+    }
     bar.finish();
-    let opened = opened?;
-    let connect_s = opened.elapsed.as_secs_f64();
+    let connect_s = started.elapsed().as_secs_f64();
     let total = plan.subs as u64 * plan.msgs;
     let deliveries = Arc::new(AtomicU64::new(0));
     let shared = Arc::new(Shared {
@@ -186,7 +202,7 @@ pub async fn run(plan: Plan, common: Common) -> anyhow::Result<Summary> {
     });
     let mut tallies = Vec::with_capacity(plan.subs);
     let mut tasks = Vec::with_capacity(plan.subs);
-    for conn in opened.conns {
+    for conn in conns {
         let tally = Arc::new(Mutex::new(Tally {
             seen: Seen::new(plan.msgs),
             closed: None,
@@ -288,9 +304,10 @@ pub async fn run(plan: Plan, common: Common) -> anyhow::Result<Summary> {
         payload::measured(shared.run, &plan.topic, 0, first_publish_us, plan.size).len(),
     );
 
+    let urls: Vec<&str> = plan.targets.iter().map(|(t, _)| t.url.as_str()).collect();
     let params = json!({
-        "url": plan.target.url,
-        "subscribe_path": plan.target.path_and_query,
+        "url": urls,
+        "subscribe_path": plan.targets[0].0.path_and_query,
         "api": plan.api.url,
         "subs": plan.subs,
         "topic": plan.topic,
@@ -298,7 +315,7 @@ pub async fn run(plan: Plan, common: Common) -> anyhow::Result<Summary> {
         "size": plan.size,
         "rate": plan.rate,
         "concurrency": plan.concurrency,
-        "sources": dialer.sources().iter().map(|ip| ip.to_string()).collect::<Vec<_>>(),
+        "sources": dialers[0].sources().iter().map(|ip| ip.to_string()).collect::<Vec<_>>(),
     });
     let results = json!({
         "connect_s": round2(connect_s),
@@ -328,7 +345,7 @@ pub async fn run(plan: Plan, common: Common) -> anyhow::Result<Summary> {
     let mut s = Summary::new("fanout", params, results);
     s.row(
         "target",
-        format!("{} (publish: {})", plan.target.url, plan.api.url),
+        format!("{} (publish: {})", urls.join(", "), plan.api.url),
     )
     .row(
         "subscribers",
