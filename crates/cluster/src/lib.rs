@@ -269,24 +269,7 @@ impl Bus {
 
     /// Offers a delivery frame of `topic` to the other nodes. Never waits.
     pub fn forward(&self, topic: &str, frame: &Bytes) -> Forwarded {
-        if !self.connected() {
-            self.shared.dropped(Dropped::Disconnected);
-            return Forwarded::Disconnected;
-        }
-        match self
-            .outbox
-            .try_send((subject(&self.shared.prefix, topic), frame.clone()))
-        {
-            Ok(()) => Forwarded::Queued,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.shared.dropped(Dropped::QueueFull);
-                Forwarded::QueueFull
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                self.shared.dropped(Dropped::Disconnected);
-                Forwarded::Disconnected
-            }
-        }
+        offer(&self.shared, &self.outbox, topic, frame)
     }
 
     /// Says that this node has (`on`) or no longer has a subscriber of
@@ -420,6 +403,31 @@ impl Drop for Bus {
     }
 }
 
+/// Puts a frame in the forwarding queue unless NATS is away or the queue
+/// is full (both counted, and logged at most once per `log_interval`).
+fn offer(
+    shared: &Shared,
+    outbox: &mpsc::Sender<(String, Bytes)>,
+    topic: &str,
+    frame: &Bytes,
+) -> Forwarded {
+    if !shared.connected.load(Ordering::Acquire) {
+        shared.dropped(Dropped::Disconnected);
+        return Forwarded::Disconnected;
+    }
+    match outbox.try_send((subject(&shared.prefix, topic), frame.clone())) {
+        Ok(()) => Forwarded::Queued,
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            shared.dropped(Dropped::QueueFull);
+            Forwarded::QueueFull
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => {
+            shared.dropped(Dropped::Disconnected);
+            Forwarded::Disconnected
+        }
+    }
+}
+
 /// The subject of a topic's deliveries.
 pub fn subject(prefix: &str, topic: &str) -> String {
     format!("{prefix}.t.{topic}")
@@ -458,6 +466,52 @@ pub fn check_prefix(prefix: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn shared(connected: bool) -> Shared {
+        Shared {
+            prefix: "wsgate".to_string(),
+            node: "a".to_string(),
+            connected: AtomicBool::new(connected),
+            pending: Mutex::default(),
+            wake: Notify::new(),
+            log_interval: Duration::from_secs(60),
+            logged_drop: Mutex::new(None),
+            peers: peers::Peers::new(Duration::from_secs(6)),
+            announce: Notify::new(),
+            user_query_timeout: Duration::from_millis(250),
+        }
+    }
+
+    #[test]
+    fn the_forwarding_queue_is_bounded_and_nats_away_fails_fast() {
+        let frame = Bytes::from_static(b"{}");
+        let (outbox, mut queued) = mpsc::channel(2);
+        let up = shared(true);
+        assert_eq!(offer(&up, &outbox, "news", &frame), Forwarded::Queued);
+        assert_eq!(offer(&up, &outbox, "news", &frame), Forwarded::Queued);
+        // Full: dropped, counted, logged once per interval.
+        assert_eq!(offer(&up, &outbox, "news", &frame), Forwarded::QueueFull);
+        let logged = *up.logged_drop.lock().expect("lock");
+        assert!(logged.is_some());
+        assert_eq!(offer(&up, &outbox, "news", &frame), Forwarded::QueueFull);
+        assert_eq!(
+            *up.logged_drop.lock().expect("lock"),
+            logged,
+            "not logged again"
+        );
+        assert_eq!(
+            queued.try_recv().expect("queued").0,
+            "wsgate.t.news".to_string()
+        );
+        // Room again.
+        assert_eq!(offer(&up, &outbox, "news", &frame), Forwarded::Queued);
+
+        let down = shared(false);
+        assert_eq!(
+            offer(&down, &outbox, "news", &frame),
+            Forwarded::Disconnected
+        );
+    }
 
     #[test]
     fn subjects_and_prefixes() {
