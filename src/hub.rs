@@ -196,8 +196,13 @@ impl Hub {
     }
 
     /// Delivers a frame another node published to this node's subscribers
-    /// of `topic` (never forwarded again).
+    /// of `topic` (never forwarded again). It goes out as a text frame, so
+    /// one that is not UTF-8 (not from a wsgate node) is dropped.
     pub fn deliver_remote(&self, topic: &str, frame: Bytes) -> usize {
+        if simdutf8::basic::from_utf8(&frame).is_err() {
+            tracing::warn!(topic, "cluster: dropped a message from NATS that is not UTF-8 text");
+            return 0;
+        }
         let started = Instant::now();
         self.metrics.published(Source::Remote.label());
         let delivered = self.fan_out(topic, &frame);

@@ -653,3 +653,40 @@ async fn a_cluster_wide_user_cap_with_reject_refuses_on_another_node() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_message_on_nats_that_is_not_utf8_is_dropped_and_the_next_delivered() {
+    use tokio::io::AsyncWriteExt;
+    let nats = Nats::start();
+    let n1 = start_node("n1", &nats.url()).await;
+    let mut s1 = subscriber(&n1, &["news"]).await;
+    n1.wait_metric("wsgate_cluster_subscriptions", 1.0).await;
+
+    // Another NATS client, speaking the text protocol by hand.
+    let mut raw = tokio::net::TcpStream::connect(("127.0.0.1", nats.port))
+        .await
+        .expect("connect to nats");
+    raw.write_all(b"CONNECT {\"verbose\":false}\r\n")
+        .await
+        .expect("connect");
+    // Until the node's subscription has reached the server.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        raw.write_all(b"PUB wsgate.t.news 2\r\n{}\r\n")
+            .await
+            .expect("warm up");
+        if next_json(&mut s1, Duration::from_millis(100)).await.is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the node never got a NATS message");
+    }
+    while next_json(&mut s1, Duration::from_millis(150)).await.is_ok() {}
+    let mut bytes = b"PUB wsgate.t.news 2\r\n".to_vec();
+    bytes.extend_from_slice(&[0xff, 0xfe]);
+    bytes.extend_from_slice(b"\r\nPUB wsgate.t.news 11\r\n{\"late\":1}\n\r\nPING\r\n");
+    raw.write_all(&bytes).await.expect("publish");
+
+    let got = collect(&mut s1, Duration::from_millis(500)).await;
+    assert_eq!(got, vec![json!({"late": 1})], "{got:?}");
+    n1.wait_log(&["not UTF-8"]).await;
+}

@@ -423,3 +423,113 @@ async fn sorting_by_rate_puts_the_busiest_connection_first_from_any_page() {
         .await;
     sender.abort();
 }
+
+#[tokio::test]
+async fn c_on_a_daemon_outside_a_cluster_says_it_is_not_part_of_one() {
+    let daemon = Daemon::start(CONFIG).await;
+    let _echo = echo_client(&daemon).await;
+    let console = Console::start(&socket_arg(&daemon));
+    let screen = console.wait_for(&["192.0.2.7", "1 match"]).await;
+    assert!(!screen.contains("NATS"), "no cluster, no node:\n{screen}");
+    console.type_text("c");
+    console
+        .wait_for(&[
+            "Cluster: every node",
+            "bad_arguments: this node is not part of a cluster",
+        ])
+        .await;
+    console.wait_for(&["cluster of 1"]).await;
+    // `c` again: back to the table.
+    console.type_text("c");
+    let screen = console.wait_for(&["1 match · rows 1-1 of 1"]).await;
+    assert!(!screen.contains("not part of a cluster"), "{screen}");
+}
+
+/// A `nats-server` child process on a free loopback port; killed on drop
+/// (as in tests/cluster.rs).
+struct Nats {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Nats {
+    fn start() -> Nats {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let child = Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", "-1", "--ports_file_dir"])
+            .arg(dir.path())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nats-server runs (.ci/deps installs it)");
+        // `nats-server_<pid>.ports`: `{"nats": ["nats://...:PORT"]}`.
+        let file = dir.path().join(format!("nats-server_{}.ports", child.id()));
+        let deadline = Instant::now() + PATIENCE;
+        let port = loop {
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            let ports = serde_json::from_str::<serde_json::Value>(&text).ok();
+            let url = ports.as_ref().and_then(|v| v["nats"][0].as_str());
+            if let Some(port) = url.and_then(|u| u.rsplit(':').next()?.parse().ok()) {
+                break port;
+            }
+            assert!(Instant::now() < deadline, "nats-server wrote no ports file");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Nats {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A node of a cluster at `nats` that announces itself often and is soon
+/// taken as gone.
+async fn cluster_node(name: &str, nats: &Nats) -> Daemon {
+    let config = format!(
+        "[server]\nwatch_config = false\ndrain_spread = \"0s\"\n\
+         [cluster]\nnats = [\"nats://127.0.0.1:{}\"]\nnode = \"{name}\"\n\
+         announce_interval = \"200ms\"\npeer_timeout = \"1s\"\nrequest_timeout = \"500ms\"\n\
+         [[routes]]\npath = \"/ws/echo\"\nrouter = \"echo\"\n",
+        nats.port
+    );
+    let daemon = Daemon::start(&config).await;
+    daemon.wait_metric("wsgate_cluster_connected", 1.0).await;
+    daemon
+}
+
+#[tokio::test]
+async fn c_shows_every_node_of_a_cluster_and_one_that_is_gone() {
+    let nats = Nats::start();
+    let a = cluster_node("ws-a", &nats).await;
+    let b = cluster_node("ws-b", &nats).await;
+    let _echo = echo_client(&b).await;
+    let console = Console::start(&socket_arg(&a));
+    console.wait_for(&["node ws-a NATS connected"]).await;
+    console.type_text("c");
+    let screen = console.wait_for(&["2 nodes, 2 answered"]).await;
+    let row = |screen: &str, name: &str| -> Vec<String> {
+        let line = screen
+            .lines()
+            .find(|l| l.contains(name) && !l.contains("node ws-a NATS") && !l.contains("answered"));
+        let line = line.unwrap_or_else(|| panic!("no row of {name} in\n{screen}"));
+        line.split_whitespace().map(str::to_string).collect()
+    };
+    // NODE STATE CONNS TOPICS MSGS NATS DRAINING VERSION.
+    assert_eq!(row(&screen, "ws-a")[..5], ["*", "ws-a", "ok", "0", "0"]);
+    assert_eq!(row(&screen, "ws-b")[..3], ["ws-b", "ok", "1"]);
+    drop(b);
+    let screen = console
+        .wait_for(&["2 nodes, 1 answered; not: ws-b", "gone"])
+        .await;
+    assert_eq!(row(&screen, "ws-b")[1], "gone", "{screen}");
+}

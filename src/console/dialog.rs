@@ -1,7 +1,7 @@
 //! Dialogs as data: what a prompt or confirmation holds, and what the
 //! console sends to the daemon (on the command connection) and gets back.
 
-use wsgate_admin_proto::{ConnDetail, EvictResult, Eviction, Filter, ReloadResult};
+use wsgate_admin_proto::{ClusterResult, ConnDetail, EvictResult, Eviction, Filter, ReloadResult};
 
 use super::input::Mode;
 
@@ -107,6 +107,8 @@ pub enum Cmd {
     Drain,
     /// The effective config, for `drain_timeout`.
     Config,
+    /// `stats` on every node of the daemon's cluster (the cluster view).
+    ClusterStats,
 }
 
 /// What came back; errors as the client shows them (`code: message`).
@@ -120,6 +122,9 @@ pub enum Outcome {
     Drain(Result<(), String>),
     /// `[server] drain_timeout` in seconds, if the config says.
     DrainTimeout(Result<Option<f64>, String>),
+    /// Each node's `stats`, the asked node first; an error from a daemon
+    /// that is not in a cluster.
+    Cluster(Result<ClusterResult, String>),
 }
 
 /// A reload result in a few lines: what applies, what needs a restart,

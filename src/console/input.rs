@@ -32,6 +32,8 @@ pub enum Action {
     Reload,
     Drain,
     Limits,
+    /// The cluster view (every node's stats) or back to the table.
+    Cluster,
     Help,
     Type(char),
     Erase,
@@ -56,6 +58,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("r", "reload the config (dry run first)"),
     ("D", "drain the daemon (type `drain`)"),
     ("l", "limits view / connection table"),
+    ("c", "cluster view (every node) / table"),
     ("?", "this help"),
     ("q Esc Ctrl-C", "quit"),
 ];
@@ -103,6 +106,7 @@ fn browse(code: KeyCode) -> Action {
         KeyCode::Char('r') => Action::Reload,
         KeyCode::Char('D') => Action::Drain,
         KeyCode::Char('l') => Action::Limits,
+        KeyCode::Char('c') => Action::Cluster,
         KeyCode::Char('?') => Action::Help,
         _ => Action::Nothing,
     }
@@ -133,5 +137,15 @@ mod tests {
         let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
         assert_eq!(action(Mode::Typing, ctrl_c), Action::Quit);
         assert_eq!(action(Mode::Browse, key(KeyCode::Char('j'))), Action::Down);
+    }
+
+    #[test]
+    fn c_is_the_cluster_view_when_browsing_only() {
+        let c = key(KeyCode::Char('c'));
+        assert_eq!(action(Mode::Browse, c), Action::Cluster);
+        assert_eq!(action(Mode::Typing, c), Action::Type('c'));
+        assert_eq!(action(Mode::Confirm, c), Action::Nothing);
+        let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+        assert_eq!(action(Mode::Browse, ctrl_c), Action::Quit);
     }
 }

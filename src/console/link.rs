@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
-use wsgate_admin_proto::{code, Client, ClientError, Event, Eviction, Filter, Watch, WatchSpec};
+use wsgate_admin_proto::{
+    code, Client, ClientError, Command, Event, Eviction, Filter, Watch, WatchSpec,
+};
 
 use super::app::{Msg, Snapshot};
 use super::dialog::{Cmd, Detail, Outcome, PEERS_COUNTED};
@@ -183,6 +185,7 @@ async fn run(c: &mut Client, cmd: Cmd) -> (Outcome, bool) {
                 })
                 .map_err(&mut err),
         ),
+        Cmd::ClusterStats => Outcome::Cluster(c.cluster(Command::Stats {}).await.map_err(&mut err)),
     };
     (outcome, healthy)
 }
@@ -226,6 +229,7 @@ fn failed(cmd: &Cmd, e: String) -> Outcome {
         Cmd::Reload { .. } => Outcome::Reload(Err(e)),
         Cmd::Drain => Outcome::Drain(Err(e)),
         Cmd::Config => Outcome::DrainTimeout(Err(e)),
+        Cmd::ClusterStats => Outcome::Cluster(Err(e)),
     }
 }
 

@@ -179,6 +179,7 @@ impl App {
             Outcome::DrainTimeout(Ok(t)) => self.drain_timeout_s = t,
             // Only the time left is missing.
             Outcome::DrainTimeout(Err(_)) => {}
+            Outcome::Cluster(answer) => self.cluster_answered(answer),
             Outcome::Preview(Err(e)) | Outcome::Evicted(Err(e)) | Outcome::Drain(Err(e)) => {
                 self.dialog = None;
                 self.say(Tone::Bad, &e);

@@ -2,7 +2,7 @@
 //! which takes one [`Msg`] and returns the commands to send.
 
 use ratatui::crossterm::event::KeyEvent;
-use wsgate_admin_proto::{ConnRow, Event, Stats};
+use wsgate_admin_proto::{ClusterResult, ConnRow, Event, Stats};
 
 mod dialogs;
 
@@ -51,6 +51,8 @@ pub struct Snapshot {
 pub enum View {
     Connections,
     Limits,
+    /// Every node of the daemon's cluster, asked with every snapshot.
+    Cluster,
 }
 
 /// The watch connection.
@@ -83,6 +85,10 @@ pub struct Banner {
 /// How many ticks a good news banner stays.
 pub(super) const BANNER_TICKS: u32 = 8;
 
+/// How many ticks the cluster view waits for its `stats` before it takes
+/// the request as lost (dropped from a full outbox) and asks again.
+pub(super) const CLUSTER_TICKS: u32 = 30;
+
 pub struct App {
     /// `NO_COLOR` unset.
     pub color: bool,
@@ -109,6 +115,12 @@ pub struct App {
     /// snapshot.
     pub detail: Option<Detail>,
     pub view: View,
+    /// The cluster view's last answer: each node's `stats`, or why there
+    /// are none (e.g. the daemon is not in a cluster).
+    pub cluster: Option<Result<ClusterResult, String>>,
+    /// Ticks since the cluster view's request went, while it is in flight
+    /// (at most one is).
+    cluster_asked: Option<u32>,
     pub dialog: Option<Dialog>,
     pub banner: Option<Banner>,
     pub link: Link,
@@ -141,6 +153,8 @@ impl App {
             selected: None,
             detail: None,
             view: View::Connections,
+            cluster: None,
+            cluster_asked: None,
             dialog: None,
             banner: None,
             link: Link::Connecting,
@@ -218,6 +232,12 @@ impl App {
                 Vec::new()
             }
             Msg::Tick => {
+                if let Some(t) = &mut self.cluster_asked {
+                    *t += 1;
+                    if *t >= CLUSTER_TICKS {
+                        self.cluster_asked = None;
+                    }
+                }
                 if let Some(b) = &mut self.banner {
                     match &mut b.ttl {
                         Some(0) => self.banner = None,
@@ -265,7 +285,24 @@ impl App {
             Some(id) if !cmds.contains(&Cmd::Show(id)) => cmds.push(Cmd::Show(id)),
             _ => {}
         }
+        cmds.extend(self.ask_cluster());
         cmds
+    }
+
+    /// `stats` on every node, while the cluster view shows and no such
+    /// request is in flight.
+    fn ask_cluster(&mut self) -> Option<Cmd> {
+        if self.view != View::Cluster || self.cluster_asked.is_some() {
+            return None;
+        }
+        self.cluster_asked = Some(0);
+        Some(Cmd::ClusterStats)
+    }
+
+    /// The cluster view's answer is in: the next snapshot asks again.
+    pub(super) fn cluster_answered(&mut self, answer: Result<ClusterResult, String>) {
+        self.cluster_asked = None;
+        self.cluster = Some(answer);
     }
 
     /// The page again, after asking who is subscribed to the filter's
@@ -359,9 +396,16 @@ impl App {
             }
             Action::Limits => {
                 self.view = match self.view {
-                    View::Connections => View::Limits,
+                    View::Connections | View::Cluster => View::Limits,
                     View::Limits => View::Connections,
                 }
+            }
+            Action::Cluster => {
+                self.view = match self.view {
+                    View::Connections | View::Limits => View::Cluster,
+                    View::Cluster => View::Connections,
+                };
+                return self.ask_cluster().into_iter().collect();
             }
             Action::Help => self.dialog = Some(Dialog::Help),
             Action::Filter => {

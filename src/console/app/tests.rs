@@ -305,3 +305,53 @@ fn with_daemon_windows_the_snapshot_is_the_page_and_moves_ask_for_another() {
         (None, None)
     );
 }
+
+#[test]
+fn the_cluster_view_asks_every_snapshot_one_request_at_a_time() {
+    let mut app = app_with_snapshot();
+    let (stats, rows) = testdata::snapshot();
+    // Not in the cluster view: never asked.
+    let cmds = app.update(snapshot_msg(stats.clone(), rows.clone()));
+    assert!(!cmds.contains(&Cmd::ClusterStats), "{cmds:?}");
+    // `c`: asked at once, and not again while that one is in flight.
+    assert_eq!(keys(&mut app, "c"), [Cmd::ClusterStats]);
+    assert_eq!(app.view, View::Cluster);
+    let cmds = app.update(snapshot_msg(stats.clone(), rows.clone()));
+    assert!(!cmds.contains(&Cmd::ClusterStats), "{cmds:?}");
+    assert!(app.update(Msg::Tick).is_empty());
+    // The answer is kept; the next snapshot asks again.
+    let answer = testdata::cluster();
+    app.update(Msg::Command(Outcome::Cluster(Ok(answer.clone()))));
+    assert_eq!(app.cluster, Some(Ok(answer)));
+    let cmds = app.update(snapshot_msg(stats.clone(), rows.clone()));
+    assert_eq!(cmds.iter().filter(|c| **c == Cmd::ClusterStats).count(), 1);
+    // An error (not in a cluster) is kept too.
+    let e = "bad_arguments: this node is not part of a cluster";
+    app.update(Msg::Command(Outcome::Cluster(Err(e.into()))));
+    assert_eq!(app.cluster, Some(Err(e.into())));
+    // Back to the table: no more asking.
+    assert!(keys(&mut app, "c").is_empty());
+    assert_eq!(app.view, View::Connections);
+    let cmds = app.update(snapshot_msg(stats.clone(), rows.clone()));
+    assert!(!cmds.contains(&Cmd::ClusterStats), "{cmds:?}");
+    // From the limits view `c` goes to the cluster, `l` back to limits.
+    keys(&mut app, "l");
+    assert_eq!(keys(&mut app, "c"), [Cmd::ClusterStats]);
+    assert_eq!(app.view, View::Cluster);
+    keys(&mut app, "l");
+    assert_eq!(app.view, View::Limits);
+    let cmds = app.update(snapshot_msg(stats, rows));
+    assert!(!cmds.contains(&Cmd::ClusterStats), "{cmds:?}");
+}
+
+#[test]
+fn a_cluster_request_lost_on_the_way_is_asked_again_after_a_while() {
+    let mut app = app_with_snapshot();
+    let (stats, rows) = testdata::snapshot();
+    assert_eq!(keys(&mut app, "c"), [Cmd::ClusterStats]);
+    for _ in 0..CLUSTER_TICKS {
+        app.update(Msg::Tick);
+    }
+    let cmds = app.update(snapshot_msg(stats, rows));
+    assert!(cmds.contains(&Cmd::ClusterStats), "{cmds:?}");
+}

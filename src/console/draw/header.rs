@@ -57,6 +57,15 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         Span::styled(bar(c.total, max, 10), theme.good()),
         Span::raw(format!("  IPs {}  users {}", c.ips, c.users)),
     ];
+    if let Some(node) = &stats.cluster {
+        second.push(Span::styled("  node ", theme.dim()));
+        second.push(Span::raw(node.node.clone()));
+        second.push(if node.nats_connected {
+            Span::styled(" NATS connected", theme.dim())
+        } else {
+            Span::styled(" NATS not connected", theme.hot())
+        });
+    }
     if app.drain == Drain::Stopped {
         second.insert(0, Span::styled("DAEMON STOPPED  ", theme.tone(Tone::Bad)));
     } else if stats.draining || app.drain == Drain::Following {

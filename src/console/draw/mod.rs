@@ -1,7 +1,7 @@
 //! Pure drawing: `&App` in, a frame out. Nothing here blocks, unwraps or
 //! changes state. The parts: [`header`] (identity, gauges, banner,
 //! sparklines), [`table`] (connections, footer), [`panes`] (detail, limits,
-//! events) and [`popup`] (dialogs and help).
+//! cluster, events) and [`popup`] (dialogs and help).
 
 mod header;
 mod panes;
@@ -84,6 +84,7 @@ pub fn render(app: &App, frame: &mut Frame) {
     match app.view {
         View::Connections => table::render(app, &theme, frame, areas.table),
         View::Limits => panes::limits(app, &theme, frame, areas.table),
+        View::Cluster => panes::cluster(app, &theme, frame, areas.table),
     }
     table::footer(app, &theme, frame, areas.footer);
     panes::detail(app, &theme, frame, areas.detail);

@@ -1,14 +1,17 @@
-//! The detail pane (the selected connection), the limits view and the
-//! events pane.
+//! The detail pane (the selected connection), the limits view, the
+//! cluster view and the events pane.
 
-use ratatui::layout::{Constraint, Rect};
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Paragraph, Row, Table, Wrap};
+use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, Wrap};
 use ratatui::Frame;
+use wsgate_admin_proto::{ClusterResult, NodeAnswer, Stats};
 
 use super::{bar, rate, span, Theme};
 use crate::console::app::App;
 use crate::console::dialog::Detail;
+use crate::console::events::Tone;
 
 pub fn detail(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
     if area.height == 0 {
@@ -150,6 +153,148 @@ pub fn limits(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         Constraint::Length(4),
     ];
     frame.render_widget(Table::new(rows, widths).header(header).block(block), area);
+}
+
+/// The cluster view: a row of `stats` for each node, the asked one first
+/// (marked `*`), and how many answered; or why there is none.
+pub fn cluster(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
+    let block = Block::new()
+        .borders(Borders::TOP)
+        .title(Line::styled(" Cluster: every node ", theme.title()));
+    let result = match &app.cluster {
+        None => {
+            let text = Line::styled("asking the cluster…", theme.dim());
+            frame.render_widget(Paragraph::new(text).block(block), area);
+            return;
+        }
+        Some(Err(e)) => {
+            let text = Line::styled(e.clone(), theme.tone(Tone::Warn));
+            let text = Paragraph::new(text).block(block).wrap(Wrap { trim: true });
+            frame.render_widget(text, area);
+            return;
+        }
+        Some(Ok(result)) => result,
+    };
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let [summary, table] =
+        Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(inner);
+    let line = Line::from(vec![
+        Span::raw(cluster_summary(result)),
+        Span::styled("  (* the node asked)", theme.dim()),
+    ]);
+    frame.render_widget(Paragraph::new(line), summary);
+    let header = Row::new([
+        "NODE",
+        "STATE",
+        "CONNS",
+        "TOPICS",
+        "MSGS IN/OUT",
+        "NATS",
+        "DRAINING",
+        "VERSION",
+    ])
+    .style(theme.title());
+    let rows = result
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, node)| node_row(node, i == 0, theme));
+    let widths = [
+        Constraint::Fill(2),
+        Constraint::Fill(2),
+        Constraint::Length(6),
+        Constraint::Length(6),
+        Constraint::Length(13),
+        Constraint::Length(13),
+        Constraint::Length(8),
+        Constraint::Length(7),
+    ];
+    let table_widget = Table::new(rows, widths).header(header).column_spacing(1);
+    frame.render_widget(table_widget, table);
+}
+
+/// `3 nodes, 1 answered; not: ws-b, ws-c`.
+fn cluster_summary(result: &ClusterResult) -> String {
+    let silent: Vec<&str> = result
+        .nodes
+        .iter()
+        .filter(|n| !n.ok)
+        .map(|n| n.node.as_str())
+        .collect();
+    let answered = result.nodes.len() - silent.len();
+    let mut text = format!("{} nodes, {answered} answered", result.nodes.len());
+    if !silent.is_empty() {
+        text.push_str(&format!("; not: {}", silent.join(", ")));
+    }
+    text
+}
+
+/// One node's row: its stats when it answered (`?` for a result that is
+/// not `stats`), its error in short otherwise.
+fn node_row<'a>(node: &'a NodeAnswer, asked: bool, theme: &Theme) -> Row<'a> {
+    let name = format!("{} {}", if asked { "*" } else { " " }, node.node);
+    let stats = node
+        .result
+        .as_ref()
+        .filter(|_| node.ok)
+        .map(|r| <Stats as serde::Deserialize>::deserialize(r).ok());
+    let (state, state_style) = match (&node.error, node.ok) {
+        (_, true) => ("ok".to_string(), theme.good()),
+        (Some(e), false) => {
+            let state = node_state(&e.message);
+            let style = if state == "left" {
+                theme.dim()
+            } else {
+                theme.tone(Tone::Bad)
+            };
+            (state, style)
+        }
+        (None, false) => ("no answer".to_string(), theme.tone(Tone::Bad)),
+    };
+    let mut cells = vec![Cell::from(name), Cell::from(state).style(state_style)];
+    match stats {
+        Some(Some(s)) => {
+            let (nats, nats_style) = match &s.cluster {
+                Some(c) if c.nats_connected => ("connected", theme.good()),
+                Some(_) => ("not connected", theme.hot()),
+                None => ("-", Style::new()),
+            };
+            let (draining, draining_style) = if s.draining {
+                ("yes", theme.hot())
+            } else {
+                ("no", Style::new())
+            };
+            cells.extend([
+                Cell::from(s.connections.total.to_string()),
+                Cell::from(s.topics.to_string()),
+                Cell::from(format!("{}/{}", s.messages_in, s.messages_out)),
+                Cell::from(nats).style(nats_style),
+                Cell::from(draining).style(draining_style),
+                Cell::from(s.version),
+            ]);
+        }
+        // Answered, but not with `stats` as this console reads it.
+        Some(None) => cells.extend((0..6).map(|_| Cell::from("?"))),
+        None => cells.extend((0..6).map(|_| Cell::from("-"))),
+    }
+    Row::new(cells)
+}
+
+/// A node's error in short: `no answer`, `gone 9s`, `left`; any other as
+/// it came.
+fn node_state(message: &str) -> String {
+    if message.starts_with("no answer") {
+        "no answer".to_string()
+    } else if let Some(silent) = message.strip_prefix("gone: no announcement for ") {
+        format!("gone {silent}")
+    } else if message.starts_with("gone") {
+        "gone".to_string()
+    } else if message.starts_with("left") {
+        "left".to_string()
+    } else {
+        message.to_string()
+    }
 }
 
 pub fn events(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {

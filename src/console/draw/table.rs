@@ -98,6 +98,7 @@ pub fn footer(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
     let what = match app.view {
         View::Connections => format!("{} match · {shown}", w.matched),
         View::Limits => "limits".to_string(),
+        View::Cluster => "cluster".to_string(),
     };
     let total = app.stats.as_ref().map_or(0, |s| s.connections.total);
     let line = Line::from(vec![

@@ -186,3 +186,100 @@ fn the_detail_pane_shows_topics_and_peers() {
         assert!(contains(&s, needle), "no {needle} in\n{}", s.join("\n"));
     }
 }
+
+#[test]
+fn the_cluster_view_shows_each_node_and_who_did_not_answer() {
+    let mut app = sized(120, 36);
+    keys(&mut app, "c");
+    let s = screen(&app, 120, 36);
+    assert!(contains(&s, "asking the cluster…"), "{}", s.join("\n"));
+    app.update(Msg::Command(Outcome::Cluster(Ok(testdata::cluster()))));
+    let s = screen(&app, 120, 36);
+    let text = s.join("\n");
+    for needle in [
+        "Cluster: every node",
+        "3 nodes, 1 answered; not: ws-b, ws-c",
+        "NODE",
+        "MSGS IN/OUT",
+        "DRAINING",
+    ] {
+        assert!(text.contains(needle), "no {needle} in\n{text}");
+    }
+    let row = |name: &str| {
+        let line = s
+            .iter()
+            .find(|l| l.contains(name) && !l.contains("answered"));
+        let line = line.unwrap_or_else(|| panic!("no row of {name} in\n{text}"));
+        line.split_whitespace().collect::<Vec<_>>()
+    };
+    // The detail pane is beside the table at this width.
+    assert_eq!(
+        row("ws-a")[..9],
+        [
+            "*",
+            "ws-a",
+            "ok",
+            "4",
+            "0",
+            "20/23",
+            "connected",
+            "no",
+            "0.1.0"
+        ]
+    );
+    assert_eq!(row("ws-b")[..4], ["ws-b", "no", "answer", "-"]);
+    assert_eq!(row("ws-c")[..4], ["ws-c", "gone", "9s", "-"]);
+    assert!(contains(&s, "cluster of 4"), "{text}");
+}
+
+#[test]
+fn a_node_whose_answer_is_not_stats_shows_question_marks() {
+    let mut app = sized(120, 36);
+    keys(&mut app, "c");
+    let mut answer = testdata::cluster();
+    answer.nodes[0].result = Some(serde_json::json!({"evicted": 0}));
+    app.update(Msg::Command(Outcome::Cluster(Ok(answer))));
+    let s = screen(&app, 120, 36);
+    let line = s.iter().find(|l| l.contains("ws-a")).expect("ws-a's row");
+    let cells: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        cells[..9],
+        ["*", "ws-a", "ok", "?", "?", "?", "?", "?", "?"]
+    );
+}
+
+#[test]
+fn outside_a_cluster_the_view_says_why() {
+    let mut app = sized(80, 24);
+    keys(&mut app, "c");
+    let e = "bad_arguments: this node is not part of a cluster ([cluster] names no NATS servers)";
+    app.update(Msg::Command(Outcome::Cluster(Err(e.into()))));
+    let s = screen(&app, 80, 24);
+    assert!(
+        contains(&s, "bad_arguments: this node is not part of a cluster"),
+        "{}",
+        s.join("\n")
+    );
+    assert!(!contains(&s, "asking the cluster"), "{}", s.join("\n"));
+}
+
+#[test]
+fn the_header_names_the_node_and_its_nats_link() {
+    let mut app = sized(120, 36);
+    assert!(!contains(&screen(&app, 120, 36), "node "));
+    let (_, rows) = testdata::snapshot();
+    let mut stats = testdata::node_stats();
+    app.update(snapshot_msg(stats.clone(), rows.clone()));
+    let s = screen(&app, 120, 36);
+    assert!(contains(&s, "node ws-a NATS connected"), "{}", s.join("\n"));
+    if let Some(c) = &mut stats.cluster {
+        c.nats_connected = false;
+    }
+    app.update(snapshot_msg(stats, rows));
+    let s = screen(&app, 120, 36);
+    assert!(
+        contains(&s, "node ws-a NATS not connected"),
+        "{}",
+        s.join("\n")
+    );
+}
