@@ -200,7 +200,10 @@ impl Hub {
     /// one that is not UTF-8 (not from a wsgate node) is dropped.
     pub fn deliver_remote(&self, topic: &str, frame: Bytes) -> usize {
         if simdutf8::basic::from_utf8(&frame).is_err() {
-            tracing::warn!(topic, "cluster: dropped a message from NATS that is not UTF-8 text");
+            tracing::warn!(
+                topic,
+                "cluster: dropped a message from NATS that is not UTF-8 text"
+            );
             return 0;
         }
         let started = Instant::now();
