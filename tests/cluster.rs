@@ -678,7 +678,10 @@ async fn a_message_on_nats_that_is_not_utf8_is_dropped_and_the_next_delivered() 
         if next_json(&mut s1, Duration::from_millis(100)).await.is_ok() {
             break;
         }
-        assert!(Instant::now() < deadline, "the node never got a NATS message");
+        assert!(
+            Instant::now() < deadline,
+            "the node never got a NATS message"
+        );
     }
     while next_json(&mut s1, Duration::from_millis(150)).await.is_ok() {}
     let mut bytes = b"PUB wsgate.t.news 2\r\n".to_vec();
