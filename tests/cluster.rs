@@ -693,3 +693,55 @@ async fn a_message_on_nats_that_is_not_utf8_is_dropped_and_the_next_delivered() 
     assert_eq!(got, vec![json!({"late": 1})], "{got:?}");
     n1.wait_log(&["not UTF-8"]).await;
 }
+
+#[tokio::test]
+async fn a_nats_that_wants_a_password_is_joined_with_the_one_in_the_url() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = Command::new("nats-server")
+        .args([
+            "-a",
+            "127.0.0.1",
+            "-p",
+            "-1",
+            "--user",
+            "wsgate",
+            "--pass",
+            "s3cret-pw",
+        ])
+        .arg("--ports_file_dir")
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nats-server runs");
+    let port = read_port(dir.path(), child.id());
+
+    let good = Daemon::start(&node_config(
+        "n1",
+        &format!("nats://wsgate:s3cret-pw@127.0.0.1:{port}"),
+        "",
+    ))
+    .await;
+    good.wait_metric("wsgate_cluster_connected", 1.0).await;
+    let bad = Daemon::start(&node_config(
+        "n2",
+        &format!("nats://wsgate:wrong@127.0.0.1:{port}"),
+        "",
+    ))
+    .await;
+    bad.wait_log(&["connecting to NATS"]).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(bad.metric("wsgate_cluster_connected").await, 0.0);
+    // The refused node still serves its own clients.
+    let mut s = subscriber(&bad, &["news"]).await;
+    assert_eq!(publish(&bad, "news", json!(1)).await["delivered"], 1);
+    assert_eq!(
+        datas(&collect(&mut s, Duration::from_millis(300)).await),
+        vec![json!(1)]
+    );
+    // The password is not in the log.
+    assert!(!good.logs().contains("s3cret-pw"), "{}", good.logs());
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -19,6 +19,9 @@ pub fn check(cluster: &mut ClusterConfig) -> Vec<(&'static str, String)> {
             issues.push(("nats", e));
         }
     }
+    if let Err(e) = wsgate_cluster::url_credentials(&cluster.nats) {
+        issues.push(("nats", e));
+    }
     if cluster.node.is_empty() {
         cluster.node = host_name(Path::new(HOSTNAME_FILE));
     }

@@ -399,6 +399,18 @@ impl Settings {
                 }
             }
         }
+        // A NATS URL may carry a password or a token.
+        if let Some(urls) = value
+            .get_mut("cluster")
+            .and_then(|c| c.get_mut("nats"))
+            .and_then(|n| n.as_array_mut())
+        {
+            for url in urls.iter_mut() {
+                if let Some(text) = url.as_str() {
+                    *url = toml::Value::String(wsgate_cluster::shown(text));
+                }
+            }
+        }
         value
     }
 }
@@ -764,5 +776,28 @@ mod tests {
         assert!(!shown.contains("sekrit"), "{shown}");
         assert!(shown.contains(REDACTED), "{shown}");
         assert_eq!(s.api_keys.len(), 1);
+    }
+
+    #[test]
+    fn redaction_hides_a_nats_password_and_its_error_too() {
+        let s = Settings::from_text(
+            "t.toml",
+            "[cluster]\nnats = [\"nats://ws:sekrit-pw@10.0.0.5:4222\"]\nnode = \"a\"\n",
+        )
+        .expect("valid");
+        let shown = s.redacted_toml();
+        assert!(!shown.contains("sekrit"), "{shown}");
+        assert!(
+            shown.contains("nats://ws:<redacted>@10.0.0.5:4222"),
+            "{shown}"
+        );
+        let Err(e) = Settings::from_text(
+            "t.toml",
+            "[cluster]\nnats = [\"nats://ws:sekrit-pw@10.0.0.5:4222\", \"nats://ws:other@b:1\"]\nnode = \"a\"\n",
+        ) else {
+            panic!("two credentials were accepted");
+        };
+        assert!(!e.to_string().contains("sekrit"), "{e}");
+        assert!(e.to_string().contains("cluster.nats"), "{e}");
     }
 }

@@ -145,6 +145,7 @@ mod tests {
             rate_limited: BTreeMap::new(),
             topics: 0,
             listeners: vec![],
+            cluster: None,
         };
         let row = ConnRow {
             id: 4,

@@ -324,11 +324,28 @@ mod tests {
         assert_eq!(Order::default(), Order::Desc);
     }
 
+    #[test]
+    fn a_cluster_scope_goes_on_the_wire_only_when_asked() {
+        let request = Request {
+            id: None,
+            scope: Scope::Cluster,
+            command: Command::Stats {},
+        };
+        let text = serde_json::to_string(&request).expect("serialise");
+        assert_eq!(text, r#"{"scope":"cluster","cmd":"stats"}"#);
+        let back: Request = serde_json::from_str(&text).expect("parses");
+        assert_eq!(back.scope, Scope::Cluster);
+        let plain: Request = serde_json::from_str(r#"{"cmd":"stats"}"#).expect("parses");
+        assert_eq!(plain.scope, Scope::Node);
+        assert!(serde_json::from_str::<Request>(r#"{"scope":"world","cmd":"stats"}"#).is_err());
+    }
+
     /// A request goes on the wire as `text`, and `text` reads back as the
     /// same request.
     fn on_the_wire(command: Command, text: &str) {
         let request = Request {
             id: Some(json!(1)),
+            scope: Scope::Node,
             command,
         };
         assert_eq!(serde_json::to_string(&request).expect("serialise"), text);

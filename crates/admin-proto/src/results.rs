@@ -509,6 +509,7 @@ mod tests {
             rate_limited: map(&[]),
             topics: 2,
             listeners: vec![],
+            cluster: None,
         };
         documented(
             concat!(

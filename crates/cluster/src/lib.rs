@@ -434,11 +434,84 @@ pub fn subject(prefix: &str, topic: &str) -> String {
 }
 
 /// Checks a NATS server URL from the config (`nats://`, `tls://`, `ws://`
-/// or `wss://`, or `host:port`).
+/// or `wss://`, or `host:port`). The error shows the URL without its
+/// password.
 pub fn check_server(url: &str) -> Result<(), String> {
     url.parse::<async_nats::ServerAddr>()
         .map(|_| ())
-        .map_err(|e| format!("`{url}`: {e}"))
+        .map_err(|e| format!("`{}`: {e}", shown(url)))
+}
+
+/// The credentials the NATS URLs carry (`nats://user:password@host`, or
+/// `nats://token@host`), which must be the same in every URL that has some:
+/// the client sends one set to whichever server it reaches.
+pub fn url_credentials(servers: &[String]) -> Result<Option<Credentials>, String> {
+    let mut found: Option<Credentials> = None;
+    for url in servers {
+        let Ok(addr) = url.parse::<async_nats::ServerAddr>() else {
+            continue;
+        };
+        let Some(user) = addr.username() else {
+            continue;
+        };
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        let these = match addr.password() {
+            Some(password) => Credentials::UserPassword(decode(user), decode(password)),
+            None => Credentials::Token(decode(user)),
+        };
+        match &found {
+            Some(f) if *f != these => {
+                return Err(
+                    "the NATS URLs carry different credentials: give every URL the \
+                            same, or only the first"
+                        .to_string(),
+                )
+            }
+            _ => found = Some(these),
+        }
+    }
+    Ok(found)
+}
+
+/// What a NATS URL may carry to authenticate.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Credentials {
+    UserPassword(String, String),
+    Token(String),
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::UserPassword(user, _) => write!(f, "UserPassword({user}, <redacted>)"),
+            Credentials::Token(_) => f.write_str("Token(<redacted>)"),
+        }
+    }
+}
+
+/// A NATS URL as logs and `wsgate check` show it: a password or token in
+/// it replaced by `<redacted>`.
+pub fn shown(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return match url.rsplit_once('@') {
+            Some((_, host)) => format!("<redacted>@{host}"),
+            None => url.to_string(),
+        };
+    };
+    match rest.rsplit_once('@') {
+        Some((auth, host)) => {
+            let user = match auth.split_once(':') {
+                Some((user, _)) => format!("{user}:<redacted>"),
+                None => "<redacted>".to_string(),
+            };
+            format!("{scheme}://{user}@{host}")
+        }
+        None => url.to_string(),
+    }
 }
 
 /// Checks a subject prefix from the config: `.`-separated tokens of
@@ -511,6 +584,26 @@ mod tests {
             offer(&down, &outbox, "news", &frame),
             Forwarded::Disconnected
         );
+    }
+
+    #[test]
+    fn credentials_come_from_the_urls_and_are_never_shown() {
+        let urls = |u: &[&str]| u.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(url_credentials(&urls(&["nats://a:1"])), Ok(None));
+        assert_eq!(
+            url_credentials(&urls(&["nats://u:p%40ss@a:1", "nats://b:2"])),
+            Ok(Some(Credentials::UserPassword("u".into(), "p@ss".into())))
+        );
+        assert_eq!(
+            url_credentials(&urls(&["nats://tok@a:1"])),
+            Ok(Some(Credentials::Token("tok".into())))
+        );
+        assert!(url_credentials(&urls(&["nats://u:p@a:1", "nats://u:q@b:1"])).is_err());
+        assert_eq!(shown("nats://u:secret@a:1"), "nats://u:<redacted>@a:1");
+        assert_eq!(shown("nats://token@a:1"), "nats://<redacted>@a:1");
+        assert_eq!(shown("nats://a:1"), "nats://a:1");
+        let c = Credentials::UserPassword("u".into(), "secret".into());
+        assert!(!format!("{c:?}").contains("secret"));
     }
 
     #[test]

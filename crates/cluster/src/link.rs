@@ -133,7 +133,7 @@ pub(crate) async fn start(
         .iter()
         .map(|s| {
             s.parse::<ServerAddr>()
-                .map_err(|e| StartError::Connect(format!("`{s}`: {e}")))
+                .map_err(|e| StartError::Connect(format!("`{}`: {e}", crate::shown(s))))
         })
         .collect::<Result<Vec<_>, _>>()?;
     let events = Arc::clone(&shared);
@@ -147,6 +147,13 @@ pub(crate) async fn start(
             let shared = Arc::clone(&events);
             async move { on_event(&shared, event) }
         });
+    match crate::url_credentials(&config.servers).map_err(StartError::Connect)? {
+        Some(crate::Credentials::UserPassword(user, password)) => {
+            options = options.user_and_password(user, password);
+        }
+        Some(crate::Credentials::Token(token)) => options = options.token(token),
+        None => {}
+    }
     if let Some(path) = &config.credentials_file {
         options = options
             .credentials_file(path)
@@ -162,7 +169,7 @@ pub(crate) async fn start(
         .map_err(|e| StartError::Connect(e.to_string()))?;
     tracing::info!(
         node = %config.node,
-        servers = %config.servers.join(", "),
+        servers = %config.servers.iter().map(|s| crate::shown(s)).collect::<Vec<_>>().join(", "),
         "cluster: connecting to NATS (the node serves locally until it is connected)"
     );
     // Made now, sent once connected (and again after every reconnect).
