@@ -745,3 +745,57 @@ async fn a_nats_that_wants_a_password_is_joined_with_the_one_in_the_url() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[tokio::test]
+async fn a_tls_nats_is_joined_with_the_configured_ca() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca_key = rcgen::KeyPair::generate().expect("CA key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("CA");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .expect("params")
+        .signed_by(&key, &ca, &ca_key)
+        .expect("sign");
+    let (ca_file, cert_file, key_file) = (
+        dir.path().join("ca.pem"),
+        dir.path().join("nats.pem"),
+        dir.path().join("nats.key"),
+    );
+    std::fs::write(&ca_file, ca.pem()).expect("write");
+    std::fs::write(&cert_file, cert.pem()).expect("write");
+    std::fs::write(&key_file, key.serialize_pem()).expect("write");
+    let ports = dir.path().join("ports");
+    std::fs::create_dir_all(&ports).expect("dir");
+    let mut child = Command::new("nats-server")
+        .args(["-a", "127.0.0.1", "-p", "-1", "--tls"])
+        .arg("--tlscert")
+        .arg(&cert_file)
+        .arg("--tlskey")
+        .arg(&key_file)
+        .arg("--ports_file_dir")
+        .arg(&ports)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nats-server runs");
+    let port = read_port(&ports, child.id());
+    let url = format!("tls://localhost:{port}");
+
+    let trusting = Daemon::start(&node_config(
+        "n1",
+        &url,
+        &format!("ca_file = \"{}\"", ca_file.display()),
+    ))
+    .await;
+    trusting.wait_metric("wsgate_cluster_connected", 1.0).await;
+    // Without the CA, the server's certificate is not trusted.
+    let other = Daemon::start(&node_config("n2", &url, "")).await;
+    other.wait_log(&["connecting to NATS"]).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(other.metric("wsgate_cluster_connected").await, 0.0);
+    let _ = child.kill();
+    let _ = child.wait();
+}

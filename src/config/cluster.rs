@@ -52,12 +52,14 @@ pub fn check(cluster: &mut ClusterConfig) -> Vec<(&'static str, String)> {
                 .to_string(),
         ));
     }
-    if let Some(path) = &cluster.credentials_file {
-        if let Err(e) = std::fs::metadata(path) {
-            issues.push((
-                "credentials_file",
-                format!("cannot read {}: {e}", path.display()),
-            ));
+    for (key, file) in [
+        ("credentials_file", &cluster.credentials_file),
+        ("ca_file", &cluster.ca_file),
+    ] {
+        if let Some(path) = file {
+            if let Err(e) = std::fs::metadata(path) {
+                issues.push((key, format!("cannot read {}: {e}", path.display())));
+            }
         }
     }
     issues

@@ -23,6 +23,7 @@ pub const RESTART_KEYS: &[&str] = &[
     "cluster.node",
     "cluster.subject_prefix",
     "cluster.credentials_file",
+    "cluster.ca_file",
     "cluster.forward_queue",
     "cluster.connect_timeout",
     "cluster.announce_interval",
@@ -323,7 +324,7 @@ mod tests {
             "admin_socket_mode = \"0660\"\nadmin_watch_buffer = 7\n",
             "watch_config = false\nreload_debounce = \"1s\"\n",
             "[cluster]\nnats = [\"nats://127.0.0.1:1\"]\nnode = \"n1\"\nsubject_prefix = \"x\"\n",
-            "credentials_file = \"/dev/null\"\nforward_queue = 5\nconnect_timeout = \"1s\"\n",
+            "credentials_file = \"/dev/null\"\nca_file = \"/dev/null\"\nforward_queue = 5\nconnect_timeout = \"1s\"\n",
             "announce_interval = \"1s\"\npeer_timeout = \"9s\"\nrequest_timeout = \"3s\"\n",
             "user_query_timeout = \"1s\"\n",
         ));

@@ -340,6 +340,10 @@ pub struct ClusterConfig {
     /// A NATS `.creds` file (user JWT and nkey seed).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub credentials_file: Option<PathBuf>,
+    /// For `tls://` servers: the PEM certificates to trust (default: the
+    /// system's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
     /// Delivery frames waiting for the NATS client; past it they are
     /// dropped for the other nodes (counted and logged).
     pub forward_queue: usize,
@@ -370,6 +374,7 @@ impl Default for ClusterConfig {
             node: String::new(),
             subject_prefix: "wsgate".to_string(),
             credentials_file: None,
+            ca_file: None,
             forward_queue: 65_536,
             connect_timeout: Duration::from_secs(2),
             ready_requires_nats: false,

@@ -51,6 +51,9 @@ pub struct Config {
     pub subject_prefix: String,
     /// A NATS `.creds` file (a user JWT and its nkey seed).
     pub credentials_file: Option<PathBuf>,
+    /// For `tls://` servers: the PEM certificates to trust instead of the
+    /// system's.
+    pub ca_file: Option<PathBuf>,
     /// Frames waiting to be handed to the NATS client; beyond, a forward is
     /// dropped and counted.
     pub forward_queue: usize,

@@ -154,6 +154,9 @@ pub(crate) async fn start(
         Some(crate::Credentials::Token(token)) => options = options.token(token),
         None => {}
     }
+    if let Some(path) = &config.ca_file {
+        options = options.add_root_certificates(path.clone());
+    }
     if let Some(path) = &config.credentials_file {
         options = options
             .credentials_file(path)
