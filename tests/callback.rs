@@ -739,3 +739,71 @@ async fn the_key_is_sent_as_a_bearer_and_never_shown() {
     assert!(out.contains("key_env"), "{out}");
     assert!(!out.contains(KEY), "{out}");
 }
+
+#[tokio::test]
+async fn an_https_backend_is_posted_to_with_the_configured_ca() {
+    // A backend behind TLS with a certificate of a CA of the test's own:
+    // it answers every event with an echo of the message's text.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca_key = rcgen::KeyPair::generate().expect("CA key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("CA");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .expect("params")
+        .signed_by(&key, &ca, &ca_key)
+        .expect("sign");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).expect("write");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
+                    let raw = req.into_body().collect().await?.to_bytes();
+                    let body: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+                    let answer = match body["event"].as_str() {
+                        Some("message") => {
+                            json!({"send": [format!("tls:{}", body["data"].as_str().unwrap_or(""))]})
+                        }
+                        _ => json!({}),
+                    };
+                    Ok::<_, hyper::Error>(
+                        hyper::Response::builder()
+                            .status(200)
+                            .header("content-type", "application/json")
+                            .body(Full::new(Bytes::from(answer.to_string())))
+                            .expect("answer"),
+                    )
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+
+    let url = format!("https://localhost:{port}/events");
+    let ca = format!("ca_file = \"{}\"", ca_file.display());
+    let d = Daemon::start(&config(&route("/ws/rpc", &url, &ca))).await;
+    let mut ws = d.connect("/ws/rpc?access_token=tok-alice").await;
+    ws.send(Message::text("hello")).await.expect("send");
+    assert_eq!(recv(&mut ws).await, Message::text("tls:hello"));
+}

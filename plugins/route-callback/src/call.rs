@@ -56,7 +56,7 @@ impl Backend {
     /// request.
     pub fn new(options: Options) -> Self {
         let client = Client::new(
-            None,
+            options.tls.clone(),
             Pool {
                 max_idle: options.pool_max_idle,
                 idle_timeout: options.pool_idle_timeout,

@@ -33,6 +33,8 @@ struct Raw {
     pool_max_idle: usize,
     #[serde(default = "default_pool_idle_timeout", with = "humantime_serde")]
     pool_idle_timeout: Duration,
+    /// For an `https://` backend: the PEM certificates to trust.
+    ca_file: Option<PathBuf>,
 }
 
 fn default_timeout() -> Duration {
@@ -94,6 +96,8 @@ pub struct Options {
     pub pool_max_idle: usize,
     /// How long an idle keep-alive connection is kept.
     pub pool_idle_timeout: Duration,
+    /// For an `https://` backend: the roots of `ca_file`.
+    pub tls: Option<std::sync::Arc<wsgate_http_client::rustls::ClientConfig>>,
 }
 
 /// Never shows the key.
@@ -111,6 +115,7 @@ impl fmt::Debug for Options {
             .field("max_answer_bytes", &self.max_answer_bytes)
             .field("pool_max_idle", &self.pool_max_idle)
             .field("pool_idle_timeout", &self.pool_idle_timeout)
+            .field("tls", &self.tls.is_some())
             .finish()
     }
 }
@@ -118,7 +123,13 @@ impl fmt::Debug for Options {
 impl Options {
     pub fn from_table(options: &Table) -> Result<Self, OptionsError> {
         let raw: Raw = OptionsError::parse(options)?;
-        let url = parse_url(&raw.url).map_err(|e| OptionsError::at("url", e))?;
+        let tls = match &raw.ca_file {
+            Some(path) => {
+                Some(wsgate_http_client::trust(path).map_err(|e| OptionsError::at("ca_file", e))?)
+            }
+            None => None,
+        };
+        let url = parse_url(&raw.url, tls.is_some()).map_err(|e| OptionsError::at("url", e))?;
         if raw.timeout.is_zero() {
             return Err(OptionsError::at(
                 "timeout",
@@ -157,6 +168,7 @@ impl Options {
             max_answer_bytes: raw.max_answer_bytes,
             pool_max_idle: raw.pool_max_idle,
             pool_idle_timeout: raw.pool_idle_timeout,
+            tls,
         })
     }
 }
@@ -176,26 +188,12 @@ fn bearer(key: &[u8], at: &str) -> Result<HeaderValue, OptionsError> {
     Ok(value)
 }
 
-fn parse_url(url: &str) -> Result<Uri, String> {
-    if url.starts_with("https://") {
-        return Err(
-            "https:// is not supported: the callback router speaks plain http:// \
-             (to a backend on loopback or a private network)"
-                .into(),
-        );
-    }
-    if !url.starts_with("http://") {
-        return Err("must start with http://".into());
-    }
-    let uri: Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
-    let Some(authority) = uri.authority() else {
-        return Err("needs a host".into());
-    };
-    if authority.as_str().contains('@') {
+/// An `http://` URL, or `https://` when a `ca_file` is given, with a host
+/// and no user info.
+fn parse_url(url: &str, has_ca: bool) -> Result<Uri, String> {
+    let uri = wsgate_http_client::check_url(url, has_ca)?;
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
         return Err("must not carry user info (use key_env for a credential)".into());
-    }
-    if authority.host().is_empty() {
-        return Err("needs a host".into());
     }
     Ok(uri)
 }
@@ -267,7 +265,9 @@ mod tests {
     fn urls_must_be_plain_http_with_a_host() {
         let (path, message) = err_at("url = \"https://app/events\"");
         assert_eq!(path.as_deref(), Some("url"));
-        assert!(message.contains("https:// is not supported"), "{message}");
+        assert!(message.contains("ca_file"), "{message}");
+        let (path, _) = err_at("url = \"https://app/events\"\nca_file = \"/nonexistent/ca.pem\"");
+        assert_eq!(path.as_deref(), Some("ca_file"));
         for bad in [
             "ws://app/x",
             "app:8000/x",
