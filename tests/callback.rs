@@ -745,28 +745,8 @@ async fn an_https_backend_is_posted_to_with_the_configured_ca() {
     // A backend behind TLS with a certificate of a CA of the test's own:
     // it answers every event with an echo of the message's text.
     let dir = tempfile::tempdir().expect("tempdir");
-    let ca_key = rcgen::KeyPair::generate().expect("CA key");
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).expect("CA");
-    let key = rcgen::KeyPair::generate().expect("key");
-    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
-        .expect("params")
-        .signed_by(&key, &ca, &ca_key)
-        .expect("sign");
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, ca.pem()).expect("write");
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let server = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![cert.der().clone()],
-            rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-        )
-        .expect("server config");
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+    let cert = LocalCert::new(dir.path());
+    let acceptor = cert.acceptor();
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
     tokio::spawn(async move {
@@ -801,7 +781,7 @@ async fn an_https_backend_is_posted_to_with_the_configured_ca() {
     });
 
     let url = format!("https://localhost:{port}/events");
-    let ca = format!("ca_file = \"{}\"", ca_file.display());
+    let ca = format!("ca_file = \"{}\"", cert.ca_file.display());
     let d = Daemon::start(&config(&route("/ws/rpc", &url, &ca))).await;
     let mut ws = d.connect("/ws/rpc?access_token=tok-alice").await;
     ws.send(Message::text("hello")).await.expect("send");

@@ -749,31 +749,16 @@ async fn a_nats_that_wants_a_password_is_joined_with_the_one_in_the_url() {
 #[tokio::test]
 async fn a_tls_nats_is_joined_with_the_configured_ca() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let ca_key = rcgen::KeyPair::generate().expect("CA key");
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).expect("CA");
-    let key = rcgen::KeyPair::generate().expect("key");
-    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
-        .expect("params")
-        .signed_by(&key, &ca, &ca_key)
-        .expect("sign");
-    let (ca_file, cert_file, key_file) = (
-        dir.path().join("ca.pem"),
-        dir.path().join("nats.pem"),
-        dir.path().join("nats.key"),
-    );
-    std::fs::write(&ca_file, ca.pem()).expect("write");
-    std::fs::write(&cert_file, cert.pem()).expect("write");
-    std::fs::write(&key_file, key.serialize_pem()).expect("write");
+    let cert = LocalCert::new(dir.path());
+    let (ca_file, cert_file, key_file) = (&cert.ca_file, &cert.cert_file, &cert.key_file);
     let ports = dir.path().join("ports");
     std::fs::create_dir_all(&ports).expect("dir");
     let mut child = Command::new("nats-server")
         .args(["-a", "127.0.0.1", "-p", "-1", "--tls"])
         .arg("--tlscert")
-        .arg(&cert_file)
+        .arg(cert_file)
         .arg("--tlskey")
-        .arg(&key_file)
+        .arg(key_file)
         .arg("--ports_file_dir")
         .arg(&ports)
         .stdin(Stdio::null())

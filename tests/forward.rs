@@ -456,29 +456,8 @@ async fn a_reload_changes_what_is_forwarded_and_a_broken_edit_is_refused() {
 /// The app behind TLS, with a certificate for `localhost` signed by a CA
 /// of the test's own; returns its port and the CA's PEM file.
 async fn tls_app(dir: &std::path::Path) -> (u16, std::path::PathBuf) {
-    let ca_key = rcgen::KeyPair::generate().expect("CA key");
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).expect("CA");
-    let key = rcgen::KeyPair::generate().expect("key");
-    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
-        .expect("params")
-        .signed_by(&key, &ca, &ca_key)
-        .expect("sign");
-    let ca_file = dir.join("ca.crt");
-    std::fs::write(&ca_file, ca.pem()).expect("write");
-
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![cert.der().clone()],
-            rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-        )
-        .expect("server config");
-    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let cert = LocalCert::new(dir);
+    let acceptor = cert.acceptor();
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
     tokio::spawn(async move {
@@ -508,7 +487,7 @@ async fn tls_app(dir: &std::path::Path) -> (u16, std::path::PathBuf) {
             });
         }
     });
-    (port, ca_file)
+    (port, cert.ca_file)
 }
 
 #[tokio::test]
@@ -531,11 +510,7 @@ async fn an_https_app_is_called_with_the_configured_ca() {
 
     // A CA that did not sign the app's certificate: the app cannot be
     // reached, which is an outage.
-    let other = tempfile::tempdir().expect("tempdir");
-    let stranger =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("self-signed");
-    let wrong = other.path().join("ca.crt");
-    std::fs::write(&wrong, stranger.cert.pem()).expect("write");
+    let wrong = stranger_ca(dir.path());
     let d = Daemon::start(&instance(&wrong)).await;
     let (status, body) = connect_as(&d, "/ws", "alice").await.expect_err("refused");
     assert_eq!(status, 503, "{body}");

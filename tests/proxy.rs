@@ -701,19 +701,7 @@ async fn a_wss_upstream_is_dialled_with_the_configured_ca() {
     // The upstream: another wsgate, echoing on a TLS listener with a
     // certificate of a CA of the test's own.
     let certs = tempfile::tempdir().expect("tempdir");
-    let ca_key = rcgen::KeyPair::generate().expect("CA key");
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).expect("CA");
-    let key = rcgen::KeyPair::generate().expect("key");
-    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
-        .expect("params")
-        .signed_by(&key, &ca, &ca_key)
-        .expect("sign");
-    let dir = certs.path();
-    std::fs::write(dir.join("ca.crt"), ca.pem()).expect("write");
-    std::fs::write(dir.join("up.crt"), cert.pem()).expect("write");
-    std::fs::write(dir.join("up.key"), key.serialize_pem()).expect("write");
+    let cert = LocalCert::new(certs.path());
     let upstream = Daemon::start(&format!(
         r#"
 [server]
@@ -721,16 +709,17 @@ watch_config = false
 [[server.listeners]]
 name = "tls"
 address = "127.0.0.1:0"
-tls = {{ cert_file = "{dir}/up.crt", key_file = "{dir}/up.key" }}
+tls = {{ cert_file = "{cert_file}", key_file = "{key_file}" }}
 [[routes]]
 path = "/ws/echo"
 router = "echo"
 "#,
-        dir = dir.display()
+        cert_file = cert.cert_file.display(),
+        key_file = cert.key_file.display()
     ))
     .await;
     let port = upstream.listener("tls").await.port();
-    let ca_file = format!("ca_file = \"{}/ca.crt\"", dir.display());
+    let ca_file = format!("ca_file = \"{}\"", cert.ca_file.display());
     let d = Daemon::start(&proxy_config(
         &format!("wss://localhost:{port}/ws/echo"),
         &ca_file,
@@ -742,11 +731,7 @@ router = "echo"
     assert_eq!(recv(&mut ws).await, Message::text("over TLS"));
 
     // An upstream whose certificate the CA did not sign is unreachable.
-    let other = tempfile::tempdir().expect("tempdir");
-    let stranger =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("self-signed");
-    std::fs::write(other.path().join("ca.crt"), stranger.cert.pem()).expect("write");
-    let wrong = format!("ca_file = \"{}/ca.crt\"", other.path().display());
+    let wrong = format!("ca_file = \"{}\"", stranger_ca(certs.path()).display());
     let d = Daemon::start(&proxy_config(
         &format!("wss://localhost:{port}/ws/echo"),
         &wrong,

@@ -545,3 +545,66 @@ pub async fn recv_type(ws: &mut Ws, kind: &str) -> Value {
         }
     }
 }
+
+/// A certificate for `localhost` signed by a CA of the test's own, written
+/// to `dir` as `ca.pem`, `localhost.pem` and `localhost.key`.
+pub struct LocalCert {
+    pub ca_file: PathBuf,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    cert_der: rustls_pki_types::CertificateDer<'static>,
+    key_der: Vec<u8>,
+}
+
+impl LocalCert {
+    pub fn new(dir: &std::path::Path) -> LocalCert {
+        let ca_key = rcgen::KeyPair::generate().expect("CA key");
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).expect("CA");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .expect("params")
+            .signed_by(&key, &ca, &ca_key)
+            .expect("sign");
+        let (ca_file, cert_file, key_file) = (
+            dir.join("ca.pem"),
+            dir.join("localhost.pem"),
+            dir.join("localhost.key"),
+        );
+        std::fs::write(&ca_file, ca.pem()).expect("write CA");
+        std::fs::write(&cert_file, cert.pem()).expect("write certificate");
+        std::fs::write(&key_file, key.serialize_pem()).expect("write key");
+        LocalCert {
+            ca_file,
+            cert_file,
+            key_file,
+            cert_der: cert.der().clone(),
+            key_der: key.serialize_der(),
+        }
+    }
+
+    /// A TLS acceptor serving this certificate (ring, as the daemon).
+    pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![self.cert_der.clone()],
+                rustls_pki_types::PrivateKeyDer::Pkcs8(self.key_der.clone().into()),
+            )
+            .expect("server config");
+        tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    }
+}
+
+/// A PEM file of a CA that signed nothing the tests serve.
+pub fn stranger_ca(dir: &std::path::Path) -> PathBuf {
+    let stranger =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("self-signed");
+    let file = dir.join("stranger.pem");
+    std::fs::write(&file, stranger.cert.pem()).expect("write");
+    file
+}
