@@ -166,6 +166,26 @@ fn no_roots() -> rustls::ClientConfig {
     }
 }
 
+/// An endpoint from a plugin's options: its URL, checked by [`check_url`]
+/// and without user info (a credential goes in a `*_env` option), and, with
+/// a `ca_file`, the TLS config that trusts it. An error names its option
+/// (`url_key` or `ca_file`).
+pub fn endpoint(
+    url: &str,
+    url_key: &'static str,
+    ca_file: Option<&Path>,
+) -> Result<(Uri, Option<Arc<rustls::ClientConfig>>), (&'static str, String)> {
+    let tls = ca_file.map(trust).transpose().map_err(|e| ("ca_file", e))?;
+    let uri = check_url(url, tls.is_some()).map_err(|e| (url_key, e))?;
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err((
+            url_key,
+            "must not carry user info (use key_env for a credential)".to_string(),
+        ));
+    }
+    Ok((uri, tls))
+}
+
 /// Checks a URL from the config: `http://` or `https://` with a host, and
 /// `https://` only when a `ca_file` is given (`has_ca`).
 pub fn check_url(url: &str, has_ca: bool) -> Result<Uri, String> {
@@ -313,6 +333,29 @@ mod tests {
         let mut config = no_roots();
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         let _client = Client::new(Some(Arc::new(config)), POOL);
+    }
+
+    #[test]
+    fn endpoints_name_the_option_at_fault() {
+        assert!(endpoint("http://a/x", "url", None).is_ok());
+        assert_eq!(
+            endpoint("http://u:p@a/x", "url", None).map(|_| ()),
+            Err((
+                "url",
+                "must not carry user info (use key_env for a credential)".to_string()
+            ))
+        );
+        let missing = std::path::Path::new("/nonexistent/ca.pem");
+        assert_eq!(
+            endpoint("https://a/x", "url", Some(missing))
+                .err()
+                .map(|e| e.0),
+            Some("ca_file")
+        );
+        assert_eq!(
+            endpoint("https://a/x", "jwks_url", None).err().map(|e| e.0),
+            Some("jwks_url")
+        );
     }
 
     #[test]

@@ -179,20 +179,8 @@ impl fmt::Debug for Options {
 impl Options {
     pub fn from_table(options: &Table) -> Result<Self, OptionsError> {
         let raw: Raw = OptionsError::parse(options)?;
-        let tls = match &raw.ca_file {
-            Some(path) => {
-                Some(wsgate_http_client::trust(path).map_err(|e| OptionsError::at("ca_file", e))?)
-            }
-            None => None,
-        };
-        let url = wsgate_http_client::check_url(&raw.url, tls.is_some())
-            .map_err(|e| OptionsError::at("url", e))?;
-        if url.authority().is_some_and(|a| a.as_str().contains('@')) {
-            return Err(OptionsError::at(
-                "url",
-                "must not carry user info (use key_env for a credential)",
-            ));
-        }
+        let (url, tls) = wsgate_http_client::endpoint(&raw.url, "url", raw.ca_file.as_deref())
+            .map_err(|(at, e)| OptionsError::at(at, e))?;
         let post = match raw.method.to_ascii_uppercase().parse::<Method>() {
             Ok(Method::GET) => false,
             Ok(Method::POST) => true,

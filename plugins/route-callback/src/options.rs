@@ -123,13 +123,8 @@ impl fmt::Debug for Options {
 impl Options {
     pub fn from_table(options: &Table) -> Result<Self, OptionsError> {
         let raw: Raw = OptionsError::parse(options)?;
-        let tls = match &raw.ca_file {
-            Some(path) => {
-                Some(wsgate_http_client::trust(path).map_err(|e| OptionsError::at("ca_file", e))?)
-            }
-            None => None,
-        };
-        let url = parse_url(&raw.url, tls.is_some()).map_err(|e| OptionsError::at("url", e))?;
+        let (url, tls) = wsgate_http_client::endpoint(&raw.url, "url", raw.ca_file.as_deref())
+            .map_err(|(at, e)| OptionsError::at(at, e))?;
         if raw.timeout.is_zero() {
             return Err(OptionsError::at(
                 "timeout",
@@ -186,16 +181,6 @@ fn bearer(key: &[u8], at: &str) -> Result<HeaderValue, OptionsError> {
     })?;
     value.set_sensitive(true);
     Ok(value)
-}
-
-/// An `http://` URL, or `https://` when a `ca_file` is given, with a host
-/// and no user info.
-fn parse_url(url: &str, has_ca: bool) -> Result<Uri, String> {
-    let uri = wsgate_http_client::check_url(url, has_ca)?;
-    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
-        return Err("must not carry user info (use key_env for a credential)".into());
-    }
-    Ok(uri)
 }
 
 fn parse_events(names: &[String]) -> Result<Events, OptionsError> {
