@@ -174,7 +174,7 @@ pub fn endpoint(
     url: &str,
     url_key: &'static str,
     ca_file: Option<&Path>,
-) -> Result<(Uri, Option<Arc<rustls::ClientConfig>>), (&'static str, String)> {
+) -> Result<Endpoint, (&'static str, String)> {
     let tls = ca_file.map(trust).transpose().map_err(|e| ("ca_file", e))?;
     let uri = check_url(url, tls.is_some()).map_err(|e| (url_key, e))?;
     if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
@@ -183,7 +183,15 @@ pub fn endpoint(
             "must not carry user info (use key_env for a credential)".to_string(),
         ));
     }
-    Ok((uri, tls))
+    Ok(Endpoint { uri, tls })
+}
+
+/// A checked endpoint: see [`endpoint`].
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub uri: Uri,
+    /// With a `ca_file`: the TLS config that trusts its certificates.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// Checks a URL from the config: `http://` or `https://` with a host, and

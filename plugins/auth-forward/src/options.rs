@@ -179,8 +179,9 @@ impl fmt::Debug for Options {
 impl Options {
     pub fn from_table(options: &Table) -> Result<Self, OptionsError> {
         let raw: Raw = OptionsError::parse(options)?;
-        let (url, tls) = wsgate_http_client::endpoint(&raw.url, "url", raw.ca_file.as_deref())
-            .map_err(|(at, e)| OptionsError::at(at, e))?;
+        let wsgate_http_client::Endpoint { uri: url, tls } =
+            wsgate_http_client::endpoint(&raw.url, "url", raw.ca_file.as_deref())
+                .map_err(|(at, e)| OptionsError::at(at, e))?;
         let post = match raw.method.to_ascii_uppercase().parse::<Method>() {
             Ok(Method::GET) => false,
             Ok(Method::POST) => true,
