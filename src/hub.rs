@@ -184,10 +184,7 @@ impl Hub {
                 }
             }
         };
-        let delivered = self.fan_out(topic, &frame);
-        self.metrics
-            .publish_fanout
-            .observe(started.elapsed().as_secs_f64());
+        let delivered = self.fan_out(topic, &frame, started);
         let forwarded = self.bus.get().map(|bus| bus.forward(topic, &frame));
         Published {
             delivered,
@@ -208,28 +205,27 @@ impl Hub {
         }
         let started = Instant::now();
         self.metrics.published(Source::Remote.label());
-        let delivered = self.fan_out(topic, &frame);
-        self.metrics
-            .publish_fanout
-            .observe(started.elapsed().as_secs_f64());
-        delivered
+        self.fan_out(topic, &frame, started)
     }
 
     /// Offers `frame` to every local subscriber of `topic`; returns how
-    /// many send queues took it.
-    fn fan_out(&self, topic: &str, frame: &Bytes) -> usize {
-        let topics = self.topics.read().unwrap_or_else(|e| e.into_inner());
-        let Some(subs) = topics.get(topic) else {
-            return 0;
-        };
+    /// many send queues took it. The time since `started` goes into
+    /// `wsgate_publish_fanout_seconds`.
+    fn fan_out(&self, topic: &str, frame: &Bytes, started: Instant) -> usize {
         let mut delivered = 0;
-        for conn in subs.values() {
-            match conn.offer(Outbound::Text(frame.clone())) {
-                Offer::Queued => delivered += 1,
-                Offer::Full(why) => self.metrics.slow_consumer(why),
-                Offer::Closing => {}
+        {
+            let topics = self.topics.read().unwrap_or_else(|e| e.into_inner());
+            for conn in topics.get(topic).into_iter().flat_map(|subs| subs.values()) {
+                match conn.offer(Outbound::Text(frame.clone())) {
+                    Offer::Queued => delivered += 1,
+                    Offer::Full(why) => self.metrics.slow_consumer(why),
+                    Offer::Closing => {}
+                }
             }
         }
+        self.metrics
+            .publish_fanout
+            .observe(started.elapsed().as_secs_f64());
         delivered
     }
 

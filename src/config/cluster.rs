@@ -8,6 +8,9 @@ use super::schema::ClusterConfig;
 /// Where Linux keeps the host name.
 const HOSTNAME_FILE: &str = "/proc/sys/kernel/hostname";
 
+/// The longest node name, in bytes (it is a label in the admin views).
+const MAX_NODE_NAME: usize = 64;
+
 /// The checks of `[cluster]`, as `(key, message)`; fills in the node name.
 pub fn check(cluster: &mut ClusterConfig) -> Vec<(&'static str, String)> {
     let mut issues = Vec::new();
@@ -68,13 +71,10 @@ pub fn check(cluster: &mut ClusterConfig) -> Vec<(&'static str, String)> {
 /// A node name: 1 to 64 letters, digits, `-` and `_` (it is a NATS subject
 /// token and a label in the admin views).
 fn check_node(node: &str) -> Result<(), String> {
-    if node.is_empty() || node.len() > 64 {
-        return Err("must be 1 to 64 characters".to_string());
+    if node.is_empty() || node.len() > MAX_NODE_NAME {
+        return Err(format!("must be 1 to {MAX_NODE_NAME} characters"));
     }
-    if !node
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
+    if !node.chars().all(wsgate_cluster::is_token_char) {
         return Err(format!(
             "`{node}`: a node name is letters, digits, `-` and `_`"
         ));
@@ -90,13 +90,13 @@ fn host_name(file: &Path) -> String {
     let name: String = short
         .chars()
         .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+            if wsgate_cluster::is_token_char(c) {
                 c
             } else {
                 '-'
             }
         })
-        .take(64)
+        .take(MAX_NODE_NAME)
         .collect();
     if name.is_empty() {
         "wsgate".to_string()

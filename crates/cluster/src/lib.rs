@@ -59,8 +59,8 @@ pub struct Config {
     pub forward_queue: usize,
     /// How long one connection attempt to a server may take.
     pub connect_timeout: Duration,
-    /// Dropped forwards are logged at most once per this interval (and
-    /// always counted).
+    /// Dropped forwards, and failed attempts to reach NATS, are logged at
+    /// most once per this interval (forwards are always counted).
     pub log_interval: Duration,
     /// How often the node announces itself.
     pub announce_interval: Duration,
@@ -178,13 +178,41 @@ struct Shared {
     connected: AtomicBool,
     pending: Mutex<Pending>,
     wake: Notify,
-    log_interval: Duration,
-    /// When a dropped forward was last logged.
-    logged_drop: Mutex<Option<Instant>>,
+    /// Dropped forwards, logged at most once per `log_interval`.
+    drop_log: LogGate,
+    /// Failed attempts to reach NATS, the same.
+    connect_log: LogGate,
     peers: peers::Peers,
     /// Wakes the announcer for an announcement now (a drain started).
     announce: Notify,
     user_query_timeout: Duration,
+}
+
+/// Lets one line through per interval: the first of a burst is logged, the
+/// rest only counted.
+struct LogGate {
+    interval: Duration,
+    last: Mutex<Option<Instant>>,
+}
+
+impl LogGate {
+    fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            last: Mutex::new(None),
+        }
+    }
+
+    /// Whether a line may be logged now (and, if so, it counts as logged).
+    fn open(&self) -> bool {
+        let now = Instant::now();
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|at| now.duration_since(at) < self.interval) {
+            return false;
+        }
+        *last = Some(now);
+        true
+    }
 }
 
 impl Shared {
@@ -192,12 +220,9 @@ impl Shared {
     /// `log_interval`.
     fn dropped(&self, why: Dropped) {
         METRICS.dropped(why);
-        let now = Instant::now();
-        let mut last = self.logged_drop.lock().unwrap_or_else(|e| e.into_inner());
-        if last.is_some_and(|at| now.duration_since(at) < self.log_interval) {
+        if !self.drop_log.open() {
             return;
         }
-        *last = Some(now);
         let why = match why {
             Dropped::Disconnected => "NATS is not connected",
             Dropped::QueueFull => "the forwarding queue towards NATS is full",
@@ -206,7 +231,7 @@ impl Shared {
         tracing::warn!(
             "cluster: publishes are not reaching the other nodes: {why} (counted in \
              wsgate_cluster_forward_dropped_total; logged at most once per {:?})",
-            self.log_interval
+            self.drop_log.interval
         );
     }
 }
@@ -243,8 +268,8 @@ impl Bus {
             connected: AtomicBool::new(false),
             pending: Mutex::default(),
             wake: Notify::new(),
-            log_interval: config.log_interval,
-            logged_drop: Mutex::new(None),
+            drop_log: LogGate::new(config.log_interval),
+            connect_log: LogGate::new(config.log_interval),
             peers: peers::Peers::new(config.peer_timeout),
             announce: Notify::new(),
             user_query_timeout: config.user_query_timeout,
@@ -517,6 +542,12 @@ pub fn shown(url: &str) -> String {
     }
 }
 
+/// Whether `c` may be in a token wsgate puts in a subject (a prefix's
+/// tokens, a node name): a letter, a digit, `-` or `_`.
+pub fn is_token_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '-' || c == '_'
+}
+
 /// Checks a subject prefix from the config: `.`-separated tokens of
 /// letters, digits, `-` and `_`.
 pub fn check_prefix(prefix: &str) -> Result<(), String> {
@@ -527,10 +558,7 @@ pub fn check_prefix(prefix: &str) -> Result<(), String> {
         if token.is_empty() {
             return Err(format!("`{prefix}` has an empty token"));
         }
-        if !token
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
+        if !token.chars().all(is_token_char) {
             return Err(format!(
                 "`{prefix}`: tokens are letters, digits, `-` and `_`, separated by `.`"
             ));
@@ -550,8 +578,8 @@ mod tests {
             connected: AtomicBool::new(connected),
             pending: Mutex::default(),
             wake: Notify::new(),
-            log_interval: Duration::from_secs(60),
-            logged_drop: Mutex::new(None),
+            drop_log: LogGate::new(Duration::from_secs(60)),
+            connect_log: LogGate::new(Duration::from_secs(60)),
             peers: peers::Peers::new(Duration::from_secs(6)),
             announce: Notify::new(),
             user_query_timeout: Duration::from_millis(250),
@@ -567,11 +595,11 @@ mod tests {
         assert_eq!(offer(&up, &outbox, "news", &frame), Forwarded::Queued);
         // Full: dropped, counted, logged once per interval.
         assert_eq!(offer(&up, &outbox, "news", &frame), Forwarded::QueueFull);
-        let logged = *up.logged_drop.lock().expect("lock");
+        let logged = *up.drop_log.last.lock().expect("lock");
         assert!(logged.is_some());
         assert_eq!(offer(&up, &outbox, "news", &frame), Forwarded::QueueFull);
         assert_eq!(
-            *up.logged_drop.lock().expect("lock"),
+            *up.drop_log.last.lock().expect("lock"),
             logged,
             "not logged again"
         );

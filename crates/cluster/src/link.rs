@@ -252,7 +252,12 @@ fn on_event(shared: &Shared, event: Event) {
             shared.connected.store(false, Ordering::Release);
             METRICS.connected.set(0);
         }
-        // Each failed reconnect attempt: the disconnect was said once.
+        // Every failed attempt to reach NATS: said once per log interval.
+        Event::ClientError(e) if shared.connect_log.open() => tracing::warn!(
+            node = %shared.node,
+            "cluster: cannot connect to NATS: {e} (retrying; said at most once per {:?})",
+            shared.connect_log.interval
+        ),
         Event::ClientError(e) => tracing::debug!("cluster: NATS: {e}"),
         Event::SlowConsumer(sid) => tracing::warn!(
             "cluster: messages from NATS were dropped: subscription {sid} could not keep up"

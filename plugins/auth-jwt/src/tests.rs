@@ -1101,7 +1101,15 @@ async fn jwks_rotation_unknown_kid_and_removed_kid() {
     assert_eq!(user_of(&*auth, &new).await, "alice");
     // So is a document that is no use.
     server.set(Answer::Json("{\"keys\": []}".to_string()));
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // Two fetches of it: the first was taken (or refused) before the second.
+    let useless = server.requests();
+    while server.requests() < useless + 2 {
+        assert!(
+            Instant::now() < deadline + Duration::from_secs(20),
+            "no refresh"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(user_of(&*auth, &new).await, "alice");
 }
 
